@@ -1,0 +1,66 @@
+import { Kysely, Migrator, PostgresDialect, sql, type LogEvent } from 'kysely'
+import pg from 'pg'
+import { PGlite } from '@electric-sql/pglite'
+import { PGliteDialect } from 'kysely-pglite-dialect'
+import type { Database } from './database.ts'
+import { migrationProvider } from './migrations/index.ts'
+
+export interface DatabaseHandle {
+  db: Kysely<Database>
+  kind: 'postgres' | 'pglite'
+  /** every query Kysely sends, counted: the benchmark and the tests read it */
+  stats: { queries: number }
+  ping: () => Promise<void>
+  close: () => Promise<void>
+}
+
+export interface DatabaseOptions {
+  databaseUrl: string | null
+  dataDir: string
+  /** called with errors of idle pool connections, which must never crash the process */
+  onPoolError?: (error: Error) => void
+}
+
+export function createDatabase (options: DatabaseOptions): DatabaseHandle {
+  const stats = { queries: 0 }
+  const log = (event: LogEvent): void => { if (event.level === 'query') stats.queries++ }
+  let db: Kysely<Database>
+  let kind: DatabaseHandle['kind']
+  if (options.databaseUrl !== null) {
+    kind = 'postgres'
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: 10,
+      // A down database must surface as a quick 503, not a request that hangs.
+      connectionTimeoutMillis: 3000,
+      query_timeout: 10_000,
+      idleTimeoutMillis: 30_000
+    })
+    pool.on('error', error => options.onPoolError?.(error))
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log })
+  } else {
+    kind = 'pglite'
+    db = new Kysely<Database>({ dialect: new PGliteDialect(new PGlite(options.dataDir)), log })
+  }
+  return {
+    db,
+    kind,
+    stats,
+    ping: async () => { await sql`select 1`.execute(db) },
+    close: async () => { await db.destroy() }
+  }
+}
+
+export async function migrateToLatest (db: Kysely<Database>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: migrationProvider })
+  const { error, results } = await migrator.migrateToLatest()
+  if (error !== undefined) throw error
+  return (results ?? []).filter(r => r.status === 'Success').map(r => r.migrationName)
+}
+
+export async function migrateDown (db: Kysely<Database>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: migrationProvider })
+  const { error, results } = await migrator.migrateDown()
+  if (error !== undefined) throw error
+  return (results ?? []).filter(r => r.status === 'Success').map(r => r.migrationName)
+}

@@ -1,0 +1,100 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
+
+export interface OrganizationsTable {
+  id: string
+  slug: string
+  name: string
+  plan: Generated<string>
+  status: Generated<'active' | 'suspended'>
+  app_url: string | null
+  created_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface UsersTable {
+  id: string
+  email: string
+  name: string
+  role: Generated<string>
+  is_email_verified: Generated<boolean>
+  password_hash: string
+  created_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface MembershipsTable {
+  id: string
+  org_id: string
+  user_id: string
+  role: Generated<'org_admin' | 'member'>
+  status: Generated<'active' | 'suspended'>
+  joined_at: Timestamp
+  updated_at: Timestamp
+}
+
+export interface SessionsTable {
+  id: string
+  org_id: string
+  user_id: string
+  created_at: Timestamp
+  expires_at: Timestamp
+  revoked_at: NullableTimestamp
+  revoked_reason: string | null
+  ip: string | null
+  user_agent: string | null
+}
+
+export interface RefreshTokensTable {
+  token_hash: string
+  session_id: string
+  created_at: Timestamp
+  expires_at: Timestamp
+  used_at: NullableTimestamp
+}
+
+export interface ApiKeysTable {
+  id: string
+  org_id: string
+  name: string
+  prefix: string
+  key_hash: string
+  created_by: string | null
+  created_at: Timestamp
+  expires_at: NullableTimestamp
+  last_used_at: NullableTimestamp
+  revoked_at: NullableTimestamp
+  revoked_by: string | null
+}
+
+export interface AuditEventsTable {
+  id: string
+  org_id: string | null
+  actor_type: 'user' | 'admin' | 'system'
+  actor_id: string | null
+  action: string
+  target_type: string
+  target_id: string
+  metadata: ColumnType<Record<string, unknown>, string | undefined, string>
+  created_at: Timestamp
+}
+
+export interface Database {
+  organizations: OrganizationsTable
+  users: UsersTable
+  memberships: MembershipsTable
+  sessions: SessionsTable
+  refresh_tokens: RefreshTokensTable
+  api_keys: ApiKeysTable
+  audit_events: AuditEventsTable
+}
+
+export type OrganizationRow = Selectable<OrganizationsTable>
+export type NewOrganization = Insertable<OrganizationsTable>
+export type OrganizationUpdate = Updateable<OrganizationsTable>
+export type UserRow = Selectable<UsersTable>
+export type MembershipRow = Selectable<MembershipsTable>
+export type SessionRow = Selectable<SessionsTable>
+export type ApiKeyRow = Selectable<ApiKeysTable>

@@ -1,0 +1,97 @@
+import { sql, type Kysely } from 'kysely'
+
+// Frozen: this file must never import application code.
+export async function up (db: Kysely<any>): Promise<void> {
+  await db.schema.createTable('organizations')
+    .addColumn('id', 'text', c => c.primaryKey())
+    .addColumn('slug', 'text', c => c.notNull().unique())
+    .addColumn('name', 'text', c => c.notNull())
+    .addColumn('plan', 'text', c => c.notNull().defaultTo('free'))
+    .addColumn('status', 'text', c => c.notNull().defaultTo('active').check(sql`status in ('active', 'suspended')`))
+    .addColumn('app_url', 'text')
+    .addColumn('created_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .addColumn('updated_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .execute()
+
+  await db.schema.createTable('users')
+    .addColumn('id', 'text', c => c.primaryKey())
+    .addColumn('email', 'text', c => c.notNull())
+    .addColumn('name', 'text', c => c.notNull())
+    .addColumn('role', 'text', c => c.notNull().defaultTo('user'))
+    .addColumn('is_email_verified', 'boolean', c => c.notNull().defaultTo(false))
+    .addColumn('password_hash', 'text', c => c.notNull())
+    .addColumn('created_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .addColumn('updated_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .execute()
+  await db.schema.createIndex('users_email_lower_key').on('users').unique().expression(sql`lower(email)`).execute()
+
+  await db.schema.createTable('memberships')
+    .addColumn('id', 'text', c => c.primaryKey())
+    .addColumn('org_id', 'text', c => c.notNull().references('organizations.id').onDelete('cascade'))
+    .addColumn('user_id', 'text', c => c.notNull().references('users.id').onDelete('cascade'))
+    .addColumn('role', 'text', c => c.notNull().defaultTo('member').check(sql`role in ('org_admin', 'member')`))
+    .addColumn('status', 'text', c => c.notNull().defaultTo('active').check(sql`status in ('active', 'suspended')`))
+    .addColumn('joined_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .addColumn('updated_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .addUniqueConstraint('memberships_org_user_key', ['org_id', 'user_id'])
+    .execute()
+  await db.schema.createIndex('memberships_user_idx').on('memberships').column('user_id').execute()
+
+  await db.schema.createTable('sessions')
+    .addColumn('id', 'text', c => c.primaryKey())
+    .addColumn('org_id', 'text', c => c.notNull().references('organizations.id').onDelete('cascade'))
+    .addColumn('user_id', 'text', c => c.notNull().references('users.id').onDelete('cascade'))
+    .addColumn('created_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .addColumn('expires_at', 'timestamptz', c => c.notNull())
+    .addColumn('revoked_at', 'timestamptz')
+    .addColumn('revoked_reason', 'text')
+    .addColumn('ip', 'text')
+    .addColumn('user_agent', 'text')
+    .execute()
+  await db.schema.createIndex('sessions_org_user_idx').on('sessions').columns(['org_id', 'user_id']).execute()
+
+  // One row per refresh token ever issued, so a rotated (used) token can be recognised
+  // when it is presented again: that is the reuse signal that revokes the session.
+  await db.schema.createTable('refresh_tokens')
+    .addColumn('token_hash', 'text', c => c.primaryKey())
+    .addColumn('session_id', 'text', c => c.notNull().references('sessions.id').onDelete('cascade'))
+    .addColumn('created_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .addColumn('expires_at', 'timestamptz', c => c.notNull())
+    .addColumn('used_at', 'timestamptz')
+    .execute()
+  await db.schema.createIndex('refresh_tokens_session_idx').on('refresh_tokens').column('session_id').execute()
+
+  await db.schema.createTable('api_keys')
+    .addColumn('id', 'text', c => c.primaryKey())
+    .addColumn('org_id', 'text', c => c.notNull().references('organizations.id').onDelete('cascade'))
+    .addColumn('name', 'text', c => c.notNull())
+    .addColumn('prefix', 'text', c => c.notNull())
+    .addColumn('key_hash', 'text', c => c.notNull().unique())
+    .addColumn('created_by', 'text')
+    .addColumn('created_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .addColumn('expires_at', 'timestamptz')
+    .addColumn('last_used_at', 'timestamptz')
+    .addColumn('revoked_at', 'timestamptz')
+    .addColumn('revoked_by', 'text')
+    .execute()
+  await db.schema.createIndex('api_keys_org_created_idx').on('api_keys').columns(['org_id', 'created_at']).execute()
+
+  await db.schema.createTable('audit_events')
+    .addColumn('id', 'text', c => c.primaryKey())
+    .addColumn('org_id', 'text', c => c.references('organizations.id').onDelete('cascade'))
+    .addColumn('actor_type', 'text', c => c.notNull())
+    .addColumn('actor_id', 'text')
+    .addColumn('action', 'text', c => c.notNull())
+    .addColumn('target_type', 'text', c => c.notNull())
+    .addColumn('target_id', 'text', c => c.notNull())
+    .addColumn('metadata', 'jsonb', c => c.notNull().defaultTo(sql`'{}'::jsonb`))
+    .addColumn('created_at', 'timestamptz', c => c.notNull().defaultTo(sql`now()`))
+    .execute()
+  await db.schema.createIndex('audit_events_org_created_idx').on('audit_events').columns(['org_id', 'created_at']).execute()
+}
+
+export async function down (db: Kysely<any>): Promise<void> {
+  for (const table of ['audit_events', 'api_keys', 'refresh_tokens', 'sessions', 'memberships', 'users', 'organizations']) {
+    await db.schema.dropTable(table).ifExists().execute()
+  }
+}

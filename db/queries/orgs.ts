@@ -1,0 +1,52 @@
+import type { Kysely } from 'kysely'
+import type { Database, NewOrganization, OrganizationRow, OrganizationUpdate } from '../database.ts'
+
+export interface Org {
+  id: string
+  slug: string
+  name: string
+  plan: string
+  status: 'active' | 'suspended'
+  appUrl: string | null
+  createdAt: string
+}
+
+export function toOrg (row: OrganizationRow): Org {
+  return {
+    id: row.id,
+    slug: row.slug,
+    name: row.name,
+    plan: row.plan,
+    status: row.status,
+    appUrl: row.app_url,
+    createdAt: row.created_at.toISOString()
+  }
+}
+
+export async function insertOrg (db: Kysely<Database>, row: NewOrganization): Promise<Org | null> {
+  const inserted = await db.insertInto('organizations').values(row)
+    .onConflict(oc => oc.column('slug').doNothing())
+    .returningAll().executeTakeFirst()
+  return inserted === undefined ? null : toOrg(inserted)
+}
+
+export async function findOrgBySlug (db: Kysely<Database>, slug: string): Promise<Org | null> {
+  const row = await db.selectFrom('organizations').selectAll().where('slug', '=', slug).executeTakeFirst()
+  return row === undefined ? null : toOrg(row)
+}
+
+export async function findOrgById (db: Kysely<Database>, id: string): Promise<Org | null> {
+  const row = await db.selectFrom('organizations').selectAll().where('id', '=', id).executeTakeFirst()
+  return row === undefined ? null : toOrg(row)
+}
+
+export async function listOrgs (db: Kysely<Database>): Promise<Org[]> {
+  const rows = await db.selectFrom('organizations').selectAll().orderBy('created_at', 'asc').orderBy('id', 'asc').execute()
+  return rows.map(toOrg)
+}
+
+export async function updateOrgBySlug (db: Kysely<Database>, slug: string, changes: OrganizationUpdate): Promise<Org | null> {
+  const row = await db.updateTable('organizations').set({ ...changes, updated_at: new Date() })
+    .where('slug', '=', slug).returningAll().executeTakeFirst()
+  return row === undefined ? null : toOrg(row)
+}

@@ -1,0 +1,40 @@
+import type { Kysely } from 'kysely'
+import type { Database } from '../database.ts'
+
+export async function insertSession (db: Kysely<Database>, row: { id: string, orgId: string, userId: string, expiresAt: Date, ip?: string | null, userAgent?: string | null }): Promise<void> {
+  await db.insertInto('sessions').values({
+    id: row.id, org_id: row.orgId, user_id: row.userId, expires_at: row.expiresAt, ip: row.ip ?? null, user_agent: row.userAgent ?? null
+  }).execute()
+}
+
+/** True while the session exists, has not been revoked and has not expired. */
+export async function isSessionLive (db: Kysely<Database>, sessionId: string): Promise<boolean> {
+  const row = await db.selectFrom('sessions').select('id')
+    .where('id', '=', sessionId).where('revoked_at', 'is', null).where('expires_at', '>', new Date())
+    .executeTakeFirst()
+  return row !== undefined
+}
+
+export interface SessionPrincipal {
+  user: { id: string, name: string, email: string, role: string, isEmailVerified: boolean }
+  membership: { role: 'org_admin' | 'member', status: 'active' | 'suspended', joinedAt: string }
+}
+
+/** The user and membership behind a live session of that user in that org, in one query. */
+export async function findLiveSessionPrincipal (db: Kysely<Database>, ids: { sessionId: string, userId: string, orgId: string }): Promise<SessionPrincipal | null> {
+  const row = await db.selectFrom('sessions as s')
+    .innerJoin('users as u', 'u.id', 's.user_id')
+    .innerJoin('memberships as m', join => join.onRef('m.org_id', '=', 's.org_id').onRef('m.user_id', '=', 's.user_id'))
+    .select(['u.id', 'u.name', 'u.email', 'u.role', 'u.is_email_verified', 'm.role as membership_role', 'm.status as membership_status', 'm.joined_at'])
+    .where('s.id', '=', ids.sessionId)
+    .where('s.user_id', '=', ids.userId)
+    .where('s.org_id', '=', ids.orgId)
+    .where('s.revoked_at', 'is', null)
+    .where('s.expires_at', '>', new Date())
+    .executeTakeFirst()
+  if (row === undefined) return null
+  return {
+    user: { id: row.id, name: row.name, email: row.email, role: row.role, isEmailVerified: row.is_email_verified },
+    membership: { role: row.membership_role, status: row.membership_status, joinedAt: row.joined_at.toISOString() }
+  }
+}

@@ -1,0 +1,42 @@
+import { sql, type Kysely } from 'kysely'
+import type { Database, UserRow } from '../database.ts'
+
+export interface User {
+  id: string
+  name: string
+  email: string
+  role: string
+  isEmailVerified: boolean
+}
+
+export function toUser (row: Pick<UserRow, 'id' | 'name' | 'email' | 'role' | 'is_email_verified'>): User {
+  return { id: row.id, name: row.name, email: row.email, role: row.role, isEmailVerified: row.is_email_verified }
+}
+
+export async function insertUser (db: Kysely<Database>, row: { id: string, email: string, name: string, passwordHash: string }): Promise<(User & { createdAt: string }) | null> {
+  // The unique index is on lower(email); ON CONFLICT cannot name an expression index
+  // portably, so a duplicate is detected by its SQLSTATE.
+  try {
+    const inserted = await db.insertInto('users')
+      .values({ id: row.id, email: row.email, name: row.name, password_hash: row.passwordHash })
+      .returningAll().executeTakeFirstOrThrow()
+    return { ...toUser(inserted), createdAt: inserted.created_at.toISOString() }
+  } catch (error) {
+    if ((error as { code?: string }).code === '23505') return null
+    throw error
+  }
+}
+
+export async function findUserByEmail (db: Kysely<Database>, email: string): Promise<UserRow | undefined> {
+  return await db.selectFrom('users').selectAll().where(sql<string>`lower(email)`, '=', email.toLowerCase()).executeTakeFirst()
+}
+
+export async function findUserById (db: Kysely<Database>, id: string): Promise<UserRow | undefined> {
+  return await db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+export async function updateUserPassword (db: Kysely<Database>, id: string, passwordHash: string): Promise<boolean> {
+  const result = await db.updateTable('users').set({ password_hash: passwordHash, updated_at: new Date() })
+    .where('id', '=', id).executeTakeFirst()
+  return result.numUpdatedRows > 0n
+}

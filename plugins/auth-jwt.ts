@@ -1,0 +1,128 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import jwt from '@fastify/jwt'
+import type { Config } from '../src/config.ts'
+import { findLiveSessionPrincipal, type SessionPrincipal } from '../db/queries/sessions.ts'
+import { Forbidden, Unauthorized } from '../src/errors.ts'
+
+export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60
+
+export interface AccessClaims {
+  sub: string
+  org: string
+  slug: string
+  role: 'org_admin' | 'member'
+  sid: string
+  typ: 'access'
+  iat: number
+  exp: number
+  iss: string
+  aud: string
+}
+
+export interface AuthContext extends SessionPrincipal {
+  claims: AccessClaims
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    issueAccessToken: (input: { userId: string, orgId: string, slug: string, role: 'org_admin' | 'member', sessionId: string }) => string
+    /** signature, algorithm, typ, iss, aud and expiry; null when any fails */
+    verifyAccessToken: (token: string) => AccessClaims | null
+    /** a verified token of that org whose session is live, with its user and membership; null otherwise */
+    resolveAccessToken: (token: string, orgId: string) => Promise<AuthContext | null>
+    /** onRequest guard after requireOrg: 401 without a valid token for this org */
+    requireUser: (request: FastifyRequest) => Promise<void>
+    /** onRequest guard after requireUser: 403 unless the membership is active */
+    requireActiveMember: (request: FastifyRequest) => Promise<void>
+    /** onRequest guard after requireActiveMember: 403 unless the membership has that role */
+    requireRole: (role: 'org_admin') => (request: FastifyRequest) => Promise<void>
+  }
+  interface FastifyRequest {
+    auth: AuthContext | null
+  }
+}
+
+const ID = /^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$/
+
+function isAccessClaims (payload: unknown): payload is AccessClaims {
+  if (typeof payload !== 'object' || payload === null) return false
+  const p = payload as Record<string, unknown>
+  return p.typ === 'access' &&
+    typeof p.sub === 'string' && ID.test(p.sub) &&
+    typeof p.org === 'string' && ID.test(p.org) &&
+    typeof p.sid === 'string' && ID.test(p.sid) &&
+    typeof p.slug === 'string' &&
+    (p.role === 'org_admin' || p.role === 'member')
+}
+
+export function accessTokenFrom (request: FastifyRequest): string | null {
+  const header = request.headers.authorization
+  if (typeof header === 'string') {
+    const match = /^Bearer +([^\s]+)\s*$/i.exec(header)
+    return match === null ? null : match[1]
+  }
+  const cookie = request.cookies?.access_token
+  return typeof cookie === 'string' && cookie !== '' ? cookie : null
+}
+
+async function authJwt (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
+  await app.register(jwt, {
+    secret: config.jwtSecret,
+    // @fastify/jwt's request decorators are not used: tokens are read and checked here.
+    decoratorName: 'jwtPayload',
+    sign: { algorithm: 'HS256', iss: config.jwtIssuer, aud: config.jwtAudience, expiresIn: ACCESS_TOKEN_TTL_SECONDS * 1000 },
+    verify: {
+      // Pinned: rejects alg none, HS384/512 and RS/ES tokens signed with the secret as a key.
+      algorithms: ['HS256'],
+      allowedIss: config.jwtIssuer,
+      allowedAud: config.jwtAudience,
+      requiredClaims: ['sub', 'org', 'sid', 'typ', 'exp', 'iat', 'iss', 'aud']
+    }
+  })
+
+  app.decorateRequest('auth', null)
+
+  app.decorate('issueAccessToken', function issueAccessToken (input) {
+    return app.jwt.sign({ sub: input.userId, org: input.orgId, slug: input.slug, role: input.role, sid: input.sessionId, typ: 'access' })
+  })
+
+  app.decorate('verifyAccessToken', function verifyAccessToken (token: string): AccessClaims | null {
+    if (token.length > 4096) return null
+    try {
+      const payload = app.jwt.verify<object>(token)
+      return isAccessClaims(payload) ? payload : null
+    } catch {
+      return null
+    }
+  })
+
+  app.decorate('resolveAccessToken', async function resolveAccessToken (token: string, orgId: string) {
+    const claims = app.verifyAccessToken(token)
+    if (claims === null || claims.org !== orgId) return null
+    const principal = await findLiveSessionPrincipal(app.db, { sessionId: claims.sid, userId: claims.sub, orgId })
+    return principal === null ? null : { ...principal, claims }
+  })
+
+  app.decorate('requireUser', async function requireUser (request: FastifyRequest) {
+    const token = accessTokenFrom(request)
+    if (token === null) throw new Unauthorized('Authentication required: send Authorization: Bearer <accessToken> or the access_token cookie')
+    const org = request.org
+    if (org === null) throw new Error('requireUser registered without requireOrg')
+    const auth = await app.resolveAccessToken(token, org.id)
+    if (auth === null) throw new Unauthorized('Invalid or expired access token')
+    request.auth = auth
+  })
+
+  app.decorate('requireActiveMember', async function requireActiveMember (request: FastifyRequest) {
+    if (request.auth?.membership.status !== 'active') throw new Forbidden('Your membership in this organization is not active')
+  })
+
+  app.decorate('requireRole', function requireRole (role: 'org_admin') {
+    return async function roleGuard (request: FastifyRequest) {
+      if (request.auth?.membership.role !== role) throw new Forbidden(`This action requires the ${role} role`)
+    }
+  })
+}
+
+export default fp(authJwt, { name: 'auth-jwt', fastify: '5.x', dependencies: ['db', 'org-slug'] })

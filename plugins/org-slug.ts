@@ -1,0 +1,50 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
+import { InvalidApiKey, NotFound, OrgSuspended, ValidationFailed } from '../src/errors.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** the organization named by X-Org-Slug, set by the org-slug guards */
+    org: Org | null
+  }
+  interface FastifyInstance {
+    /** onRequest guard for /auth and /org: 400 missing, 404 unknown, 403 suspended */
+    requireOrg: (request: FastifyRequest) => Promise<void>
+    /** onRequest guard for /public: 400 missing, 401 unknown (a key holder never learns which orgs exist);
+     * suspension is checked after the key, by the api-key guard */
+    requireOrgForApiKey: (request: FastifyRequest) => Promise<void>
+    findOrgBySlug: (slug: string) => Promise<Org | null>
+  }
+}
+
+const SLUG = /^[a-z0-9-]{3,48}$/
+
+function slugHeader (request: FastifyRequest): string | null {
+  const value = request.headers['x-org-slug']
+  if (value === undefined || value === '') throw new ValidationFailed('Missing X-Org-Slug header')
+  if (typeof value !== 'string') throw new ValidationFailed('X-Org-Slug header must be sent once')
+  return SLUG.test(value) ? value : null
+}
+
+async function orgSlug (app: FastifyInstance): Promise<void> {
+  app.decorateRequest('org', null)
+  app.decorate('findOrgBySlug', (slug: string) => findOrgBySlug(app.db, slug))
+
+  app.decorate('requireOrg', async function requireOrg (request: FastifyRequest) {
+    const slug = slugHeader(request)
+    const org = slug === null ? null : await app.findOrgBySlug(slug)
+    if (org === null) throw new NotFound('Organization not found')
+    if (org.status !== 'active') throw new OrgSuspended()
+    request.org = org
+  })
+
+  app.decorate('requireOrgForApiKey', async function requireOrgForApiKey (request: FastifyRequest) {
+    const slug = slugHeader(request)
+    const org = slug === null ? null : await app.findOrgBySlug(slug)
+    if (org === null) throw new InvalidApiKey()
+    request.org = org
+  })
+}
+
+export default fp(orgSlug, { name: 'org-slug', fastify: '5.x', dependencies: ['db'] })

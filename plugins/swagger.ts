@@ -1,0 +1,44 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { ErrorResponse } from '../schemas/common.ts'
+
+async function swaggerPlugin (app: FastifyInstance): Promise<void> {
+  app.addSchema(ErrorResponse)
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'tenantkey',
+        version: '1.0.0',
+        description: 'Self-hostable multi-tenant B2B auth: organizations, users, memberships, login tokens, ' +
+          'and org-scoped API keys (`pk_live_…`) that let your backend verify user tokens and read org data ' +
+          'through `/api/v1/public/*`. Every `/api/v1` success is `{ "status": "success", "data": … }`; every ' +
+          'error is `{ "status": "error", "message", "code" }`.'
+      },
+      tags: [
+        { name: 'Public', description: 'Server-to-server, authenticated by `X-API-Key` + `X-Org-Slug`. Rate-limited per key.' },
+        { name: 'API keys', description: 'Create, list and revoke org API keys (org_admin only).' },
+        { name: 'Auth', description: 'Login, refresh, logout, current user.' },
+        { name: 'Org', description: 'The organization and its members.' },
+        { name: 'Admin', description: 'Platform operator API, authenticated by `ADMIN_TOKEN`.' },
+        { name: 'Operations', description: 'Liveness and readiness.' }
+      ],
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'Org API key `pk_live_…` (server-side only)' },
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'User access token from /auth/login' },
+          cookieAuth: { type: 'apiKey', in: 'cookie', name: 'access_token', description: 'Access-token cookie set by /auth/login' },
+          adminToken: { type: 'http', scheme: 'bearer', description: 'The platform ADMIN_TOKEN' }
+        }
+      }
+    },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}`
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true, tryItOutEnabled: true } })
+}
+
+export default fp(swaggerPlugin, { name: 'swagger', fastify: '5.x' })

@@ -1,0 +1,190 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { parse as parseDuration } from '@lukeed/ms'
+
+// The environment as strings, one entry per variable, each with what it expects.
+// This module is the only reader of process.env: everything else receives a Config.
+const EnvSchema = Type.Object({
+  NODE_ENV: Type.Optional(Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { description: 'one of development, production, test' })),
+  PORT: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: 'a TCP port number, 0-65535' })),
+  HOST: Type.Optional(Type.String({ minLength: 1, description: 'an address to listen on, e.g. 0.0.0.0 or 127.0.0.1' })),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', description: 'a postgres:// or postgresql:// connection URL (unset: embedded PGlite in DATA_DIR)' })),
+  DATA_DIR: Type.Optional(Type.String({ minLength: 1, description: 'a directory for the embedded database and generated secrets' })),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// or rediss:// URL' })),
+  REDIS_PREFIX: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9:_-]{1,64}$', description: 'a key prefix of letters, digits, colon, underscore or hyphen (default tenantkey:)' })),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'a secret of at least 32 characters' })),
+  JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, description: 'the iss claim of access tokens' })),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'the aud claim of access tokens' })),
+  API_KEY_PEPPER: Type.Optional(Type.String({ minLength: 32, description: 'a secret of at least 32 characters' })),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'a bearer token of at least 16 characters' })),
+  RATE_LIMIT_MAX: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,8}$', description: 'a positive whole number of requests' })),
+  RATE_LIMIT_WINDOW: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 15m or "15 minutes"' })),
+  API_KEY_FAILURE_MAX: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,8}$', description: 'a positive whole number of failed API-key attempts per IP per minute' })),
+  LOGIN_FAILURE_MAX: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,8}$', description: 'a positive whole number of failed logins per email+IP per 15 minutes' })),
+  COOKIE_SECURE: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'true or false' })),
+  LOG_LEVEL: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { description: 'one of fatal, error, warn, info, debug, trace, silent' })),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1, description: 'true, false, a hop count, or a comma-separated list of proxy addresses/CIDRs' })),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'a bearer token of at least 16 characters' }))
+})
+type Env = Static<typeof EnvSchema>
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test'
+  port: number
+  host: string
+  /** null: the embedded PGlite database in dataDir */
+  databaseUrl: string | null
+  /** a directory, or 'memory://' for an in-memory embedded database */
+  dataDir: string
+  redisUrl: string | null
+  /** every Redis key and channel starts with this, so several deployments (or test runs) can share one Redis */
+  redisPrefix: string
+  jwtSecret: string
+  jwtIssuer: string
+  jwtAudience: string
+  apiKeyPepper: string
+  /** null: the admin API is disabled (404) */
+  adminToken: string | null
+  rateLimitMax: number
+  rateLimitWindowMs: number
+  apiKeyFailureMax: number
+  apiKeyFailureWindowMs: number
+  loginFailureMax: number
+  loginFailureWindowMs: number
+  cookieSecure: boolean
+  logLevel: string
+  trustProxy: boolean | number | string
+  bodyLimit: number
+  metricsToken: string | null
+}
+
+export interface LoadedConfig {
+  config: Config
+  /** secrets that were generated or read from DATA_DIR/secrets.json because the environment left them unset */
+  generatedSecrets: Array<'JWT_SECRET' | 'API_KEY_PEPPER' | 'ADMIN_TOKEN'>
+}
+
+export class ConfigError extends Error {
+  constructor (readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map(p => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const SECRET_NAMES = ['JWT_SECRET', 'API_KEY_PEPPER', 'ADMIN_TOKEN'] as const
+
+export function loadConfig (environment: Record<string, string | undefined>): LoadedConfig {
+  const raw: Record<string, string> = {}
+  for (const name of Object.keys(EnvSchema.properties)) {
+    const value = environment[name]
+    if (value !== undefined && value !== '') raw[name] = value
+  }
+  const problems: string[] = []
+  for (const error of Value.Errors(EnvSchema, raw)) {
+    const name = error.path.slice(1)
+    const expected = (EnvSchema.properties as Record<string, { description?: string }>)[name]?.description ?? error.message
+    problems.push(`${name}=${JSON.stringify(redactIfSecret(name, String(raw[name])))}: expected ${expected}`)
+  }
+  const env = raw as Env
+  const nodeEnv = env.NODE_ENV ?? 'development'
+  const port = env.PORT === undefined ? 3000 : Number(env.PORT)
+  if (port > 65535) problems.push(`PORT=${env.PORT}: expected a TCP port number, 0-65535`)
+  const rateLimitWindowMs = env.RATE_LIMIT_WINDOW === undefined ? 15 * 60_000 : parseWindow(env.RATE_LIMIT_WINDOW)
+  if (rateLimitWindowMs === undefined) problems.push(`RATE_LIMIT_WINDOW=${JSON.stringify(env.RATE_LIMIT_WINDOW)}: expected milliseconds, or a duration such as 15m or "15 minutes"`)
+  if (nodeEnv === 'production') {
+    if (env.JWT_SECRET === undefined && environment.JWT_SECRET === undefined) problems.push('JWT_SECRET is required in production: a secret of at least 32 characters')
+    if (env.API_KEY_PEPPER === undefined && environment.API_KEY_PEPPER === undefined) problems.push('API_KEY_PEPPER is required in production: a secret of at least 32 characters')
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const dataDir = env.DATA_DIR ?? './data'
+  const generatedSecrets: LoadedConfig['generatedSecrets'] = []
+  const secrets: Partial<Record<typeof SECRET_NAMES[number], string>> = {
+    JWT_SECRET: env.JWT_SECRET, API_KEY_PEPPER: env.API_KEY_PEPPER, ADMIN_TOKEN: env.ADMIN_TOKEN
+  }
+  if (nodeEnv !== 'production' && SECRET_NAMES.some(name => secrets[name] === undefined)) {
+    const kept = keptSecrets(dataDir)
+    for (const name of SECRET_NAMES) {
+      if (secrets[name] !== undefined) continue
+      secrets[name] = kept[name]
+      generatedSecrets.push(name)
+    }
+  }
+
+  return {
+    generatedSecrets,
+    config: {
+      nodeEnv,
+      port,
+      host: env.HOST ?? '0.0.0.0',
+      databaseUrl: env.DATABASE_URL ?? null,
+      dataDir,
+      redisUrl: env.REDIS_URL ?? null,
+      redisPrefix: env.REDIS_PREFIX ?? 'tenantkey:',
+      jwtSecret: secrets.JWT_SECRET as string,
+      jwtIssuer: env.JWT_ISSUER ?? 'tenantkey',
+      jwtAudience: env.JWT_AUDIENCE ?? 'tenantkey',
+      apiKeyPepper: secrets.API_KEY_PEPPER as string,
+      adminToken: secrets.ADMIN_TOKEN ?? null,
+      rateLimitMax: env.RATE_LIMIT_MAX === undefined ? 300 : Number(env.RATE_LIMIT_MAX),
+      rateLimitWindowMs: rateLimitWindowMs as number,
+      apiKeyFailureMax: env.API_KEY_FAILURE_MAX === undefined ? 30 : Number(env.API_KEY_FAILURE_MAX),
+      apiKeyFailureWindowMs: 60_000,
+      loginFailureMax: env.LOGIN_FAILURE_MAX === undefined ? 10 : Number(env.LOGIN_FAILURE_MAX),
+      loginFailureWindowMs: 15 * 60_000,
+      cookieSecure: env.COOKIE_SECURE !== 'false',
+      logLevel: env.LOG_LEVEL ?? 'info',
+      trustProxy: parseTrustProxy(env.TRUST_PROXY),
+      bodyLimit: 16 * 1024,
+      metricsToken: env.METRICS_TOKEN ?? null
+    }
+  }
+}
+
+function parseWindow (value: string): number | undefined {
+  if (/^[0-9]+$/.test(value)) return Number(value) > 0 ? Number(value) : undefined
+  const ms = parseDuration(value)
+  return ms !== undefined && ms > 0 ? ms : undefined
+}
+
+function parseTrustProxy (value: string | undefined): boolean | number | string {
+  if (value === undefined || value === 'false') return false
+  if (value === 'true') return true
+  if (/^[0-9]+$/.test(value)) return Number(value)
+  return value
+}
+
+function redactIfSecret (name: string, value: string): string {
+  return /SECRET|PEPPER|TOKEN/.test(name) ? `<${value.length} characters>` : value
+}
+
+// A generated pepper or JWT secret must survive a restart: a new pepper would silently
+// invalidate every API key, a new JWT secret every session.
+function keptSecrets (dataDir: string): Record<typeof SECRET_NAMES[number], string> {
+  const dir = dataDir.startsWith('memory://') ? resolve('./data') : resolve(dataDir)
+  const file = join(dir, 'secrets.json')
+  let kept: Record<string, string> = {}
+  if (existsSync(file)) {
+    try {
+      kept = JSON.parse(readFileSync(file, 'utf8'))
+    } catch {
+      throw new ConfigError([`${file} is not valid JSON: fix or delete it (deleting it invalidates every API key and session)`])
+    }
+  }
+  let changed = false
+  for (const name of SECRET_NAMES) {
+    if (typeof kept[name] !== 'string' || kept[name].length < 32) {
+      kept[name] = randomBytes(32).toString('base64url')
+      changed = true
+    }
+  }
+  if (changed) {
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(file, JSON.stringify(kept, null, 2) + '\n', { mode: 0o600 })
+    chmodSync(file, 0o600)
+  }
+  return kept as Record<typeof SECRET_NAMES[number], string>
+}

@@ -1,0 +1,51 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.ts'
+import { ConfigError, loadConfig } from './config.ts'
+
+let loaded
+try {
+  loaded = loadConfig(process.env)
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(error.message)
+    process.exit(1)
+  }
+  throw error
+}
+const { config, generatedSecrets } = loaded
+
+const app = await buildApp(config)
+
+closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
+  else app.log.info({ signal }, 'shutting down')
+  await app.close()
+})
+
+try {
+  await app.listen({ port: config.port, host: config.host })
+} catch (error) {
+  app.log.fatal({ err: error }, 'could not start')
+  process.exit(1)
+}
+
+const address = app.server.address()
+const port = typeof address === 'object' && address !== null ? address.port : config.port
+const base = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${port}`
+const lines = [
+  '',
+  `tenantkey is listening on ${base}`,
+  `  API:       ${base}/api/v1`,
+  `  Docs:      ${base}/docs`,
+  `  Database:  ${config.databaseUrl === null ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL (DATABASE_URL)'}`,
+  `  Redis:     ${config.redisUrl === null ? 'off (rate limits and caches in this process)' : 'on (REDIS_URL)'}`
+]
+if (generatedSecrets.length > 0) {
+  lines.push(`  Warning:   ${generatedSecrets.join(', ')} not set; using generated values kept in ${config.dataDir}/secrets.json (set them in production)`)
+}
+if (generatedSecrets.includes('ADMIN_TOKEN') && config.adminToken !== null) {
+  lines.push(`  Admin token (ADMIN_TOKEN): ${config.adminToken}`)
+} else if (config.adminToken === null) {
+  lines.push('  Admin API: disabled (ADMIN_TOKEN unset in production)')
+}
+process.stdout.write(lines.join('\n') + '\n\n')

@@ -1,0 +1,157 @@
+import { randomBytes } from 'node:crypto'
+import t from 'tap'
+import pg from 'pg'
+import { Redis } from 'ioredis'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
+import { buildApp, type BuildOptions } from '../src/app.ts'
+import type { Config } from '../src/config.ts'
+import { createDatabase, migrateToLatest, type DatabaseHandle } from '../db/connect.ts'
+import { insertSession } from '../db/queries/sessions.ts'
+import { newId } from '../src/ids.ts'
+
+// Tests read the environment only to learn which real stores this run may use.
+export const DATABASE_URL = process.env.DATABASE_URL ?? null
+export const REDIS_URL = process.env.REDIS_URL ?? null
+
+export const runId = `${process.pid}_${randomBytes(3).toString('hex')}`
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
+
+export function testConfig (overrides: Partial<Config> = {}): Config {
+  return {
+    nodeEnv: 'test',
+    port: 0,
+    host: '127.0.0.1',
+    databaseUrl: null,
+    dataDir: 'memory://',
+    redisUrl: REDIS_URL,
+    redisPrefix: `tk-test-${runId}:`,
+    jwtSecret: 'test-jwt-secret-0123456789abcdef0123456789',
+    jwtIssuer: 'tenantkey',
+    jwtAudience: 'tenantkey',
+    apiKeyPepper: 'test-api-key-pepper-0123456789abcdef0123',
+    adminToken: ADMIN_TOKEN,
+    rateLimitMax: 300,
+    rateLimitWindowMs: 15 * 60_000,
+    apiKeyFailureMax: 30,
+    apiKeyFailureWindowMs: 60_000,
+    loginFailureMax: 10,
+    loginFailureWindowMs: 15 * 60_000,
+    cookieSecure: true,
+    logLevel: 'silent',
+    trustProxy: false,
+    bodyLimit: 16 * 1024,
+    metricsToken: null,
+    ...overrides
+  }
+}
+
+let shared: Promise<{ handle: DatabaseHandle, url: string | null }> | undefined
+
+/**
+ * One migrated database per test process: in-memory PGlite, or with DATABASE_URL a fresh
+ * PostgreSQL database of this run's own, dropped when the process's tests end.
+ */
+export function sharedDatabase (): Promise<{ handle: DatabaseHandle, url: string | null }> {
+  shared ??= (async () => {
+    let url: string | null = null
+    if (DATABASE_URL !== null) {
+      const name = `tk_test_${runId}`
+      const admin = new pg.Client({ connectionString: DATABASE_URL })
+      await admin.connect()
+      await admin.query(`create database "${name}"`)
+      await admin.end()
+      const parsed = new URL(DATABASE_URL)
+      parsed.pathname = `/${name}`
+      url = parsed.toString()
+      t.teardown(async () => {
+        const dropper = new pg.Client({ connectionString: DATABASE_URL as string })
+        await dropper.connect()
+        await dropper.query(`drop database if exists "${name}" with (force)`)
+        await dropper.end()
+      })
+    }
+    const handle = createDatabase({ databaseUrl: url, dataDir: 'memory://' })
+    await migrateToLatest(handle.db)
+    t.teardown(() => handle.close())
+    if (REDIS_URL !== null) t.teardown(() => deleteRedisKeys(`tk-test-${runId}:`))
+    return { handle, url }
+  })()
+  return shared
+}
+
+async function deleteRedisKeys (prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL as string, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+      if (keys.length > 0) await redis.del(...keys)
+      cursor = next
+    } while (cursor !== '0')
+  } finally {
+    redis.disconnect()
+  }
+}
+
+export interface TestContext { teardown: (fn: () => unknown) => void }
+
+/** The real app on this process's shared database; closed when the test ends. */
+export async function build (test: TestContext, overrides: Partial<Config> = {}, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const { handle } = await sharedDatabase()
+  const app = await buildApp(testConfig(overrides), { database: handle, ...options })
+  test.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+let counter = 0
+export function uniqueSlug (base = 'org'): string {
+  counter++
+  return `${base}-${runId.replace('_', '-')}-${counter}`.toLowerCase().slice(0, 48)
+}
+export function uniqueEmail (base = 'user'): string {
+  counter++
+  return `${base}+${runId}-${counter}@example.test`
+}
+
+export const adminHeaders = { authorization: `Bearer ${ADMIN_TOKEN}` }
+
+export async function inject (app: FastifyInstance, options: InjectOptions): Promise<LightMyRequestResponse> {
+  return await app.inject(options)
+}
+
+export interface Fixture {
+  org: { id: string, slug: string }
+  user: { id: string, email: string, password: string }
+}
+
+/** An org with one user who is a member in the given role, made through the admin API. */
+export async function createOrgWithMember (app: FastifyInstance, role: 'org_admin' | 'member' = 'org_admin'): Promise<Fixture> {
+  const slug = uniqueSlug()
+  const orgRes = await app.inject({ method: 'POST', url: '/api/v1/admin/orgs', headers: adminHeaders, payload: { slug, name: `Org ${slug}` } })
+  if (orgRes.statusCode !== 201) throw new Error(`create org: ${orgRes.statusCode} ${orgRes.body}`)
+  const org = orgRes.json().data.org
+  const user = await createUser(app)
+  await addMember(app, slug, user.id, role)
+  return { org: { id: org.id, slug }, user }
+}
+
+export async function createUser (app: FastifyInstance, password = 'correct horse battery'): Promise<Fixture['user']> {
+  const email = uniqueEmail()
+  const res = await app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: adminHeaders, payload: { email, name: 'Test User', password } })
+  if (res.statusCode !== 201) throw new Error(`create user: ${res.statusCode} ${res.body}`)
+  return { id: res.json().data.user.id, email, password }
+}
+
+export async function addMember (app: FastifyInstance, slug: string, userId: string, role: 'org_admin' | 'member' = 'member'): Promise<void> {
+  const res = await app.inject({ method: 'POST', url: `/api/v1/admin/orgs/${slug}/members`, headers: adminHeaders, payload: { userId, role } })
+  if (res.statusCode !== 201) throw new Error(`add member: ${res.statusCode} ${res.body}`)
+}
+
+/** An access token for a fresh session, made without the login route (for tests of other routes). */
+export async function sessionToken (app: FastifyInstance, input: { userId: string, orgId: string, slug: string, role: 'org_admin' | 'member' }): Promise<{ token: string, sessionId: string }> {
+  const sessionId = newId('ses')
+  await insertSession(app.db, { id: sessionId, orgId: input.orgId, userId: input.userId, expiresAt: new Date(Date.now() + 7 * 86400_000) })
+  return { token: app.issueAccessToken({ ...input, sessionId }), sessionId }
+}
