@@ -9,6 +9,7 @@ import envelope, { wrapSuccess } from '../plugins/envelope.ts'
 import swagger from '../plugins/swagger.ts'
 import dbPlugin from '../plugins/db.ts'
 import redisPlugin from '../plugins/redis.ts'
+import failureLimiter from '../plugins/failure-limiter.ts'
 import orgSlug from '../plugins/org-slug.ts'
 import authJwt from '../plugins/auth-jwt.ts'
 import health from '../plugins/health.ts'
@@ -65,6 +66,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(swagger)
   await app.register(dbPlugin, { config, database: options.database })
   await app.register(redisPlugin, { config })
+  await app.register(failureLimiter, { config })
   await app.register(orgSlug)
   await app.register(authJwt, { config })
   await app.register(health)
