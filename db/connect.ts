@@ -7,6 +7,8 @@ import { migrationProvider } from './migrations/index.ts'
 
 export interface DatabaseHandle {
   db: Kysely<Database>
+  /** the embedded instance, when kind is pglite */
+  pglite: PGlite | null
   kind: 'postgres' | 'pglite'
   /** every query Kysely sends, counted: the benchmark and the tests read it */
   stats: { queries: number }
@@ -17,6 +19,8 @@ export interface DatabaseHandle {
 export interface DatabaseOptions {
   databaseUrl: string | null
   dataDir: string
+  /** a PGlite data directory dump to start from instead of initialising an empty one (tests) */
+  pgliteDataDir?: Blob
   /** called with errors of idle pool connections, which must never crash the process */
   onPoolError?: (error: Error) => void
 }
@@ -26,6 +30,7 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
   const log = (event: LogEvent): void => { if (event.level === 'query') stats.queries++ }
   let db: Kysely<Database>
   let kind: DatabaseHandle['kind']
+  let pglite: PGlite | null = null
   if (options.databaseUrl !== null) {
     kind = 'postgres'
     const pool = new pg.Pool({
@@ -40,11 +45,15 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log })
   } else {
     kind = 'pglite'
-    db = new Kysely<Database>({ dialect: new PGliteDialect(new PGlite(options.dataDir)), log })
+    pglite = options.pgliteDataDir === undefined
+      ? new PGlite(options.dataDir)
+      : new PGlite({ loadDataDir: options.pgliteDataDir })
+    db = new Kysely<Database>({ dialect: new PGliteDialect(pglite), log })
   }
   return {
     db,
     kind,
+    pglite,
     stats,
     ping: async () => { await sql`select 1`.execute(db) },
     close: async () => { await db.destroy() }

@@ -1,4 +1,7 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import pg from 'pg'
 import { Redis } from 'ioredis'
@@ -7,6 +10,7 @@ import { buildApp, type BuildOptions } from '../src/app.ts'
 import type { Config } from '../src/config.ts'
 import { createDatabase, migrateToLatest, type DatabaseHandle } from '../db/connect.ts'
 import { insertSession } from '../db/queries/sessions.ts'
+import { migrations } from '../db/migrations/index.ts'
 import { newId } from '../src/ids.ts'
 
 // Tests read the environment only to learn which real stores this run may use.
@@ -70,13 +74,36 @@ export function sharedDatabase (): Promise<{ handle: DatabaseHandle, url: string
         await dropper.end()
       })
     }
-    const handle = createDatabase({ databaseUrl: url, dataDir: 'memory://' })
+    const handle = url === null
+      ? await embeddedFromTemplate()
+      : createDatabase({ databaseUrl: url, dataDir: 'memory://' })
     await migrateToLatest(handle.db)
     t.teardown(() => handle.close())
     if (REDIS_URL !== null) t.teardown(() => deleteRedisKeys(`tk-test-${runId}:`))
     return { handle, url }
   })()
   return shared
+}
+
+// Initialising an empty PGlite takes seconds; a migrated data directory dumped once and
+// loaded by every later test process takes a fraction of that. The file name carries the
+// migrations and the PGlite version, so a new migration makes a new template.
+async function embeddedFromTemplate (): Promise<DatabaseHandle> {
+  const { version } = JSON.parse(readFileSync(new URL('../node_modules/@electric-sql/pglite/package.json', import.meta.url), 'utf8'))
+  const key = createHash('sha256').update(version + Object.keys(migrations).join(',')).digest('hex').slice(0, 16)
+  const file = join(tmpdir(), `tenantkey-pglite-template-${key}.tar`)
+  if (existsSync(file)) {
+    try {
+      return createDatabase({ databaseUrl: null, dataDir: 'memory://', pgliteDataDir: new Blob([readFileSync(file)]) })
+    } catch {}
+  }
+  const handle = createDatabase({ databaseUrl: null, dataDir: 'memory://' })
+  await migrateToLatest(handle.db)
+  const dump = await (handle.pglite as NonNullable<DatabaseHandle['pglite']>).dumpDataDir('none')
+  const partial = `${file}.${runId}`
+  writeFileSync(partial, Buffer.from(await dump.arrayBuffer()))
+  renameSync(partial, file)
+  return handle
 }
 
 async function deleteRedisKeys (prefix: string): Promise<void> {

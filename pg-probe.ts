@@ -1,0 +1,13 @@
+import { PGlite } from '@electric-sql/pglite'
+let t0 = Date.now()
+const a = new PGlite()
+await a.query('select 1')
+console.log('fresh', Date.now() - t0)
+await a.exec('create table x (id int)')
+t0 = Date.now()
+const dump = await a.dumpDataDir('none')
+console.log('dump', Date.now() - t0, dump.size)
+t0 = Date.now()
+const b = new PGlite({ loadDataDir: dump })
+await b.query('select * from x')
+console.log('load', Date.now() - t0)
