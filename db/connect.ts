@@ -42,6 +42,10 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
       idleTimeoutMillis: 30_000
     })
     pool.on('error', error => options.onPoolError?.(error))
+    // pg-pool listens for errors only on idle clients: a socket that dies under a checked-out
+    // client (a query in flight when the database goes away) would emit an unhandled 'error' and
+    // crash the process. The query itself still fails, and the pool drops the broken client.
+    pool.on('connect', client => { client.on('error', error => options.onPoolError?.(error)) })
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log })
   } else {
     kind = 'pglite'
