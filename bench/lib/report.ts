@@ -1,0 +1,104 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import type { MachineInfo } from './machine.ts'
+
+export interface RouteSummary {
+  key: string
+  label: string
+  rps: number
+  rpsMin: number
+  rpsMax: number
+  p50: number
+  p99: number
+  bareLabel: string
+  bareRps: number
+  bareP99: number
+  queriesPerRequest: number
+  failures: number
+}
+
+export interface RunReport {
+  mode: string
+  /** true with PostgreSQL + Redis: the issue's targets differ */
+  shared: boolean
+  command: string
+  date: Date
+  commit: string
+  machine: MachineInfo
+  pinning: string
+  settings: { connections: number, seconds: number, rounds: number, warmupSeconds: number, logLevel: string, rateLimitMax: string }
+  bootstrap: string
+  skipped: string[]
+  routes: RouteSummary[]
+  peakRss: { app: number, bare: number }
+}
+
+const HEADER = `# Benchmark results
+
+Written by \`npm run bench\` (bench/run.ts): one section per run, newest last. Each route
+of the real app is measured right after the bare-Fastify route of the same method, headers
+and body, round after round; figures are medians of the rounds. See bench/README.md.
+`
+
+export function appendReport (file: string, report: RunReport): void {
+  const previous = existsSync(file) ? readFileSync(file, 'utf8').trimEnd() + '\n' : HEADER
+  writeFileSync(file, `${previous}\n${renderReport(report)}`)
+}
+
+export function renderReport (report: RunReport): string {
+  const { settings, machine } = report
+  const lines = [
+    `## ${report.mode}: ${settings.rounds} × ${settings.seconds} s, ${report.date.toISOString().replace(/\.\d+Z$/, 'Z')}`,
+    '',
+    `- Command: \`${report.command}\` at commit ${report.commit}`,
+    `- Machine: ${machine.nproc} × ${machine.cpuModel}, node ${machine.node}, ${machine.os}; load average at start ${machine.load}`,
+    `- ${report.pinning}; ${settings.connections} connections; ${settings.warmupSeconds} s warm-up per route; LOG_LEVEL=${settings.logLevel}; RATE_LIMIT_MAX=${settings.rateLimitMax}`,
+    `- Bootstrap: ${report.bootstrap}${report.skipped.length > 0 ? `; not on this commit: ${report.skipped.join(', ')}` : ''}`,
+    '',
+    '| Route | req/s | req/s range | p50 ms | p99 ms | bare route | bare req/s | bare p99 ms | ratio | DB queries/req | failed |',
+    '|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|'
+  ]
+  for (const r of report.routes) {
+    lines.push(`| ${r.label} | ${int(r.rps)} | ${int(r.rpsMin)}–${int(r.rpsMax)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.bareLabel} | ${int(r.bareRps)} | ${r.bareP99.toFixed(0)} | ${ratio(r)}× | ${r.queriesPerRequest.toFixed(2)} | ${r.failures} |`)
+  }
+  lines.push('', `Peak RSS: app ${mib(report.peakRss.app)}, bare server ${mib(report.peakRss.bare)}.`)
+  const checks = targetChecks(report)
+  if (checks.length > 0) lines.push('', `Issue 6 targets: ${checks.join('; ')}.`)
+  return lines.join('\n') + '\n'
+}
+
+function targetChecks (report: RunReport): string[] {
+  const route = (key: string) => report.routes.find(r => r.key === key)
+  const checks: string[] = []
+  const check = (label: string, pass: boolean) => checks.push(`${label} ${pass ? 'met' : '**missed**'}`)
+  const org = route('org')
+  const verify = route('verify')
+  if (report.shared) {
+    if (org !== undefined) check(`/public/org ≥ 0.35× bare (${ratio(org)}×)`, org.rps / org.bareRps >= 0.35)
+    return checks
+  }
+  if (org !== undefined) check(`/public/org ≥ 0.60× bare (${ratio(org)}×)`, org.rps / org.bareRps >= 0.60)
+  if (verify !== undefined) {
+    check(`/public/verify ≥ 0.70× bare (${ratio(verify)}×)`, verify.rps / verify.bareRps >= 0.70)
+    check(`/public/verify ≥ 8,600 req/s (${int(verify.rps)})`, verify.rps >= 8600)
+  }
+  const publicRoutes = report.routes.filter(r => ['org', 'user', 'verify'].includes(r.key))
+  if (publicRoutes.length > 0) {
+    const worstP99 = Math.max(...publicRoutes.map(r => r.p99))
+    check(`p99 ≤ 10 ms (worst ${worstP99.toFixed(0)} ms)`, worstP99 <= 10)
+    const worstQueries = Math.max(...publicRoutes.map(r => r.queriesPerRequest))
+    check(`0.00 DB queries/req (worst ${worstQueries.toFixed(2)})`, worstQueries < 0.005)
+  }
+  return checks
+}
+
+function ratio (r: RouteSummary): string {
+  return (r.rps / r.bareRps).toFixed(2)
+}
+
+function int (value: number): string {
+  return Math.round(value).toLocaleString('en-US')
+}
+
+function mib (bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(0)} MiB`
+}

@@ -1,0 +1,102 @@
+// npm run bench: the real app against bare Fastify, interleaved, one section of bench/RESULTS.md per run.
+import { fileURLToPath } from 'node:url'
+import { median, runLoad, type LoadRequest, type LoadResult } from './lib/load.ts'
+import { gitCommit, machineInfo, pinThisProcess } from './lib/machine.ts'
+import { startServer, type ServerProcess, type ServerStats } from './lib/ipc.ts'
+import { appendReport, renderReport, type RouteSummary } from './lib/report.ts'
+import { benchSettings, commandLine } from './lib/settings.ts'
+import { startApp, type BenchApp } from './lib/setup.ts'
+import { benchStores } from './lib/stores.ts'
+import { allTargets, selectTargets, type Target } from './lib/targets.ts'
+
+const settings = benchSettings(process.env)
+const machine = machineInfo()
+const pinning = pinThisProcess()
+const stores = await benchStores(process.env)
+const date = new Date()
+let bare: ServerProcess | undefined
+let app: BenchApp | undefined
+
+try {
+  bare = await startServer({ file: 'bare-server.ts', cpu: pinning.serverCpu, env: { LOG_LEVEL: settings.logLevel } })
+  app = await startApp(stores, pinning.serverCpu)
+  const { selected, skipped } = await selectTargets(app.http, allTargets(app.fixture, app.adminToken), process.env.BENCH_TARGETS)
+  console.log(`bench: ${stores.label}; ${pinning.note}; measuring ${selected.map(t => t.label).join(', ')}` +
+    (skipped.length > 0 ? `; not on this commit: ${skipped.join(', ')}` : ''))
+
+  const appRequest = (target: Target): LoadRequest => ({ ...target.request, url: (app as BenchApp).base + target.request.path })
+  const bareRequest = (target: Target): LoadRequest => ({ ...target.request, url: `http://127.0.0.1:${(bare as ServerProcess).port}/bare` })
+  const load = { connections: settings.connections, seconds: settings.seconds }
+
+  for (const target of selected) {
+    await runLoad(bareRequest(target), { ...load, seconds: settings.warmupSeconds })
+    await runLoad(appRequest(target), { ...load, seconds: settings.warmupSeconds })
+  }
+
+  const samples = new Map<string, { app: LoadResult[], bare: LoadResult[], queries: number }>(
+    selected.map(target => [target.key, { app: [], bare: [], queries: 0 }]))
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const target of selected) {
+      const sample = samples.get(target.key) as { app: LoadResult[], bare: LoadResult[], queries: number }
+      const bareResult = await runLoad(bareRequest(target), load)
+      const before = await app.server.call<ServerStats>('stats')
+      const appResult = await runLoad(appRequest(target), load)
+      await settle()
+      const after = await app.server.call<ServerStats>('stats')
+      sample.bare.push(bareResult)
+      sample.app.push(appResult)
+      sample.queries += after.queries - before.queries
+      console.log(`  round ${round}/${settings.rounds} ${target.label}: ${Math.round(appResult.rps)} req/s ` +
+        `(bare ${target.request.method} ${Math.round(bareResult.rps)}), p99 ${appResult.p99} ms, ` +
+        `${((after.queries - before.queries) / Math.max(1, appResult.sent)).toFixed(2)} queries/req` +
+        (appResult.failures + bareResult.failures > 0 ? `, ${appResult.failures + bareResult.failures} FAILED` : ''))
+    }
+  }
+
+  const routes: RouteSummary[] = selected.map(target => {
+    const sample = samples.get(target.key) as { app: LoadResult[], bare: LoadResult[], queries: number }
+    const rps = sample.app.map(r => r.rps)
+    return {
+      key: target.key,
+      label: target.label,
+      rps: median(rps),
+      rpsMin: Math.min(...rps),
+      rpsMax: Math.max(...rps),
+      p50: median(sample.app.map(r => r.p50)),
+      p99: median(sample.app.map(r => r.p99)),
+      bareLabel: `${target.request.method} bare`,
+      bareRps: median(sample.bare.map(r => r.rps)),
+      bareP99: median(sample.bare.map(r => r.p99)),
+      queriesPerRequest: sample.queries / Math.max(1, sample.app.reduce((sum, r) => sum + r.sent, 0)),
+      failures: [...sample.app, ...sample.bare].reduce((sum, r) => sum + r.failures, 0)
+    }
+  })
+  const [appStats, bareStats] = await Promise.all([app.server.call<ServerStats>('stats'), bare.call<ServerStats>('stats')])
+  const report = {
+    mode: stores.label + (settings.quick ? ' (quick)' : ''),
+    shared: stores.env.DATABASE_URL !== undefined,
+    command: commandLine('bench', process.env),
+    date,
+    commit: gitCommit(),
+    machine,
+    pinning: pinning.note,
+    settings,
+    bootstrap: `access token via ${app.fixture.via.accessToken === 'http' ? 'POST /auth/login' : 'the app process (no /auth/login yet)'}, ` +
+      `API key via ${app.fixture.via.apiKey === 'http' ? 'POST /org/api-keys' : 'the app process (no /org/api-keys yet)'}`,
+    skipped,
+    routes,
+    peakRss: { app: appStats.maxRss, bare: bareStats.maxRss }
+  }
+  const file = fileURLToPath(new URL('RESULTS.md', import.meta.url))
+  appendReport(file, report)
+  console.log('\n' + renderReport(report))
+  console.log(`bench: appended to ${file}`)
+} finally {
+  await Promise.allSettled([bare?.stop(), app?.server.stop()])
+  await stores.drop()
+}
+
+/** Requests still in flight when autocannon stopped finish (and count their queries) before the next reading. */
+async function settle (): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, 250))
+}
