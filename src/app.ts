@@ -14,6 +14,7 @@ import orgSlug from '../plugins/org-slug.ts'
 import authJwt from '../plugins/auth-jwt.ts'
 import health from '../plugins/health.ts'
 import admin from '../plugins/admin.ts'
+import auth from '../plugins/auth.ts'
 
 export interface BuildOptions {
   /** an already migrated database owned by the caller; otherwise one is opened from config */
@@ -77,4 +78,5 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 const apiV1: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   app.addHook('preSerialization', wrapSuccess)
   await app.register(admin, { prefix: '/admin', config })
+  await app.register(auth, { prefix: '/auth', config })
 }

@@ -24,3 +24,57 @@ export async function findMembership (db: Kysely<Database>, orgId: string, userI
   return await db.selectFrom('memberships').selectAll()
     .where('org_id', '=', orgId).where('user_id', '=', userId).executeTakeFirst()
 }
+
+export interface Member extends Membership {
+  name: string
+  email: string
+}
+
+function memberQuery (db: Kysely<Database>, orgId: string) {
+  return db.selectFrom('memberships as m')
+    .innerJoin('users as u', 'u.id', 'm.user_id')
+    .select(['m.user_id', 'm.role', 'm.status', 'm.joined_at', 'u.name', 'u.email'])
+    .where('m.org_id', '=', orgId)
+}
+
+function toMember (row: { user_id: string, role: 'org_admin' | 'member', status: 'active' | 'suspended', joined_at: Date, name: string, email: string }): Member {
+  return { userId: row.user_id, name: row.name, email: row.email, role: row.role, status: row.status, joinedAt: row.joined_at.toISOString() }
+}
+
+/** Members of an org, in the order they joined. */
+export async function listMembers (db: Kysely<Database>, orgId: string): Promise<Member[]> {
+  const rows = await memberQuery(db, orgId).orderBy('m.joined_at', 'asc').orderBy('m.id', 'asc').execute()
+  return rows.map(toMember)
+}
+
+export async function findMember (db: Kysely<Database>, orgId: string, userId: string): Promise<Member | null> {
+  const row = await memberQuery(db, orgId).where('m.user_id', '=', userId).executeTakeFirst()
+  return row === undefined ? null : toMember(row)
+}
+
+/**
+ * Serialises changes to an org's memberships until the transaction ends, so two admins
+ * demoting each other at once cannot both pass the last-active-admin check.
+ */
+export async function lockOrgMemberships (trx: Kysely<Database>, orgId: string): Promise<void> {
+  await trx.selectFrom('organizations').select('id').where('id', '=', orgId).forUpdate().executeTakeFirst()
+}
+
+export async function countActiveAdmins (db: Kysely<Database>, orgId: string): Promise<number> {
+  const row = await db.selectFrom('memberships').select(eb => eb.fn.countAll<string>().as('count'))
+    .where('org_id', '=', orgId).where('role', '=', 'org_admin').where('status', '=', 'active')
+    .executeTakeFirstOrThrow()
+  return Number(row.count)
+}
+
+export async function updateMembership (db: Kysely<Database>, orgId: string, userId: string, changes: { role?: 'org_admin' | 'member', status?: 'active' | 'suspended' }): Promise<boolean> {
+  const result = await db.updateTable('memberships').set({ ...changes, updated_at: new Date() })
+    .where('org_id', '=', orgId).where('user_id', '=', userId)
+    .executeTakeFirst()
+  return result.numUpdatedRows > 0n
+}
+
+export async function deleteMembership (db: Kysely<Database>, orgId: string, userId: string): Promise<boolean> {
+  const result = await db.deleteFrom('memberships').where('org_id', '=', orgId).where('user_id', '=', userId).executeTakeFirst()
+  return result.numDeletedRows > 0n
+}

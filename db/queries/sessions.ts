@@ -38,3 +38,19 @@ export async function findLiveSessionPrincipal (db: Kysely<Database>, ids: { ses
     membership: { role: row.membership_role, status: row.membership_status, joinedAt: row.joined_at.toISOString() }
   }
 }
+
+/** Ends one session; a no-op when it is already revoked. */
+export async function revokeSession (db: Kysely<Database>, sessionId: string, reason: string): Promise<boolean> {
+  const result = await db.updateTable('sessions').set({ revoked_at: new Date(), revoked_reason: reason })
+    .where('id', '=', sessionId).where('revoked_at', 'is', null)
+    .executeTakeFirst()
+  return result.numUpdatedRows > 0n
+}
+
+/** Ends every live session of a user in one org (the user was removed from it). */
+export async function revokeUserSessionsInOrg (db: Kysely<Database>, orgId: string, userId: string, reason: string): Promise<number> {
+  const result = await db.updateTable('sessions').set({ revoked_at: new Date(), revoked_reason: reason })
+    .where('org_id', '=', orgId).where('user_id', '=', userId).where('revoked_at', 'is', null)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
+}

@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { CookieSerializeOptions } from '@fastify/cookie'
+import type { Config } from '../src/config.ts'
+import * as schemas from '../schemas/auth.ts'
+import { ACCESS_TOKEN_TTL_SECONDS, accessTokenFrom } from './auth-jwt.ts'
+import { findUserByEmail } from '../db/queries/users.ts'
+import { findMembership } from '../db/queries/memberships.ts'
+import { findLiveSessionPrincipal, insertSession, revokeSession, type SessionPrincipal } from '../db/queries/sessions.ts'
+import { consumeRefreshToken, findRefreshToken, insertRefreshToken } from '../db/queries/refresh-tokens.ts'
+import { recordAuditEvent } from '../db/queries/audit.ts'
+import { dummyPasswordHash, verifyPassword } from '../src/passwords.ts'
+import { sha256Hex } from '../src/secrets.ts'
+import { newId } from '../src/ids.ts'
+import { Forbidden, InvalidCredentials, RateLimited, Unauthorized } from '../src/errors.ts'
+
+export const REFRESH_TOKEN_TTL_SECONDS = 7 * 86400
+// Rotation keeps a session alive while it is used, but never beyond this after the login.
+export const SESSION_MAX_AGE_SECONDS = 30 * 86400
+
+const INVALID_REFRESH = 'Invalid or expired refresh token'
+
+function newRefreshToken (): string {
+  return randomBytes(32).toString('base64url')
+}
+
+/** Routes /auth/*: login, refresh with rotation, logout, me. */
+const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
+  app.addHook('onRequest', app.requireOrg)
+
+  const cookieOptions: CookieSerializeOptions = { httpOnly: true, secure: config.cookieSecure, sameSite: 'lax', path: '/' }
+
+  async function issueTokens (reply: FastifyReply, input: { sessionId: string, sessionExpiresAt: Date, orgId: string, slug: string, principal: SessionPrincipal }, trx = app.db) {
+    const refreshToken = newRefreshToken()
+    const refreshExpiresAt = new Date(Math.min(Date.now() + REFRESH_TOKEN_TTL_SECONDS * 1000, input.sessionExpiresAt.getTime()))
+    await insertRefreshToken(trx, { tokenHash: sha256Hex(refreshToken), sessionId: input.sessionId, expiresAt: refreshExpiresAt })
+    const { user, membership } = input.principal
+    const accessToken = app.issueAccessToken({ userId: user.id, orgId: input.orgId, slug: input.slug, role: membership.role, sessionId: input.sessionId })
+    reply.setCookie('access_token', accessToken, { ...cookieOptions, maxAge: ACCESS_TOKEN_TTL_SECONDS })
+    reply.setCookie('refresh_token', refreshToken, { ...cookieOptions, maxAge: Math.floor((refreshExpiresAt.getTime() - Date.now()) / 1000) })
+    return { accessToken, refreshToken, user, membership: { role: membership.role, status: membership.status } }
+  }
+
+  function refreshTokenFrom (request: FastifyRequest): string | null {
+    const fromBody = (request.body as { refreshToken?: unknown } | undefined)?.refreshToken
+    if (typeof fromBody === 'string' && fromBody !== '') return fromBody
+    const fromCookie = request.cookies?.refresh_token
+    return typeof fromCookie === 'string' && fromCookie !== '' ? fromCookie : null
+  }
+
+  // A body is optional where a cookie can carry the token: let a bodiless POST validate.
+  async function emptyBodyIsAnObject (request: FastifyRequest): Promise<void> {
+    request.body ??= {}
+  }
+
+  async function refuseWhileThrottled (reply: FastifyReply, emailKey: string, ip: string): Promise<void> {
+    const [perEmail, perIp] = await Promise.all([
+      app.failureLimiter.isBlocked('login', emailKey),
+      app.failureLimiter.isBlocked('loginIp', ip)
+    ])
+    if (!perEmail.blocked && !perIp.blocked) return
+    const retryAfter = Math.max(perEmail.retryAfterSeconds, perIp.retryAfterSeconds)
+    reply.header('retry-after', String(retryAfter))
+    throw new RateLimited(`Too many failed login attempts; try again in ${retryAfter} seconds`)
+  }
+
+  app.post('/login', { schema: schemas.login }, async (request, reply) => {
+    const org = request.org!
+    const email = request.body.email.trim().toLowerCase()
+    const emailKey = `${email}|${request.ip}`
+    await refuseWhileThrottled(reply, emailKey, request.ip)
+
+    const user = await findUserByEmail(app.db, email)
+    // An unknown email costs one scrypt too, so timing does not tell which emails exist.
+    const passwordOk = await verifyPassword(request.body.password, user?.password_hash ?? await dummyPasswordHash())
+    if (user === undefined || !passwordOk) {
+      await Promise.all([
+        app.failureLimiter.recordFailure('login', emailKey),
+        app.failureLimiter.recordFailure('loginIp', request.ip)
+      ])
+      throw new InvalidCredentials()
+    }
+    await app.failureLimiter.reset('login', emailKey)
+
+    const membership = await findMembership(app.db, org.id, user.id)
+    if (membership === undefined) throw new Forbidden('You are not a member of this organization')
+    if (membership.status !== 'active') throw new Forbidden('Your membership in this organization is not active')
+
+    const sessionId = newId('ses')
+    const sessionExpiresAt = new Date(Date.now() + SESSION_MAX_AGE_SECONDS * 1000)
+    const principal: SessionPrincipal = {
+      user: { id: user.id, name: user.name, email: user.email, role: user.role, isEmailVerified: user.is_email_verified },
+      membership: { role: membership.role, status: membership.status, joinedAt: membership.joined_at.toISOString() }
+    }
+    const userAgent = request.headers['user-agent']?.slice(0, 512) ?? null
+    const body = await app.db.transaction().execute(async trx => {
+      await insertSession(trx, { id: sessionId, orgId: org.id, userId: user.id, expiresAt: sessionExpiresAt, ip: request.ip, userAgent })
+      return await issueTokens(reply, { sessionId, sessionExpiresAt, orgId: org.id, slug: org.slug, principal }, trx)
+    })
+    request.log.info({ userId: user.id, orgId: org.id, sessionId }, 'user logged in')
+    return body
+  })
+
+  app.post('/refresh', { schema: schemas.refresh, preValidation: emptyBodyIsAnObject }, async (request, reply) => {
+    const org = request.org!
+    const token = refreshTokenFrom(request)
+    if (token === null) throw new Unauthorized('Refresh token required: send the refresh_token cookie or { "refreshToken" }')
+    const tokenHash = sha256Hex(token)
+    const presented = await findRefreshToken(app.db, tokenHash)
+    // A token of another org is refused without touching it: it may be fine where it belongs.
+    if (presented === null || presented.orgId !== org.id) throw new Unauthorized(INVALID_REFRESH)
+    if (presented.used) {
+      await revokeForReuse(request, presented.sessionId, presented.userId)
+      throw new Unauthorized(INVALID_REFRESH)
+    }
+    if (presented.dead) throw new Unauthorized(INVALID_REFRESH)
+
+    const principal = await findLiveSessionPrincipal(app.db, { sessionId: presented.sessionId, userId: presented.userId, orgId: org.id })
+    if (principal === null) throw new Unauthorized(INVALID_REFRESH)
+    if (principal.membership.status !== 'active') throw new Forbidden('Your membership in this organization is not active')
+
+    const body = await app.db.transaction().execute(async trx => {
+      if (!await consumeRefreshToken(trx, tokenHash)) return null
+      return await issueTokens(reply, { sessionId: presented.sessionId, sessionExpiresAt: presented.sessionExpiresAt, orgId: org.id, slug: org.slug, principal }, trx)
+    })
+    if (body === null) {
+      // Another request spent this token between our read and our write: that is reuse too.
+      await revokeForReuse(request, presented.sessionId, presented.userId)
+      throw new Unauthorized(INVALID_REFRESH)
+    }
+    return body
+  })
+
+  async function revokeForReuse (request: FastifyRequest, sessionId: string, userId: string): Promise<void> {
+    if (await revokeSession(app.db, sessionId, 'refresh_token_reuse')) {
+      request.log.warn({ sessionId, userId }, 'refresh token reused: session revoked')
+      await recordAuditEvent(app.db, { orgId: request.org!.id, actorType: 'system', actorId: null, action: 'session.revoked', targetType: 'session', targetId: sessionId, metadata: { reason: 'refresh_token_reuse', userId } })
+    }
+  }
+
+  app.post('/logout', { schema: schemas.logout, preValidation: emptyBodyIsAnObject }, async (request, reply) => {
+    const org = request.org!
+    const sessionId = await sessionToEnd(request, org.id)
+    if (sessionId !== null && await revokeSession(app.db, sessionId, 'logout')) {
+      request.log.info({ sessionId, orgId: org.id }, 'user logged out')
+    }
+    for (const name of ['access_token', 'refresh_token', 'partial_token']) reply.clearCookie(name, cookieOptions)
+    return { message: 'Logged out successfully' }
+  })
+
+  /** The session named by a valid access token, else by a refresh token, of this org. */
+  async function sessionToEnd (request: FastifyRequest, orgId: string): Promise<string | null> {
+    const accessToken = accessTokenFrom(request)
+    const claims = accessToken === null ? null : app.verifyAccessToken(accessToken)
+    if (claims !== null && claims.org === orgId) return claims.sid
+    const refreshToken = refreshTokenFrom(request)
+    if (refreshToken === null) return null
+    const presented = await findRefreshToken(app.db, sha256Hex(refreshToken))
+    return presented !== null && presented.orgId === orgId ? presented.sessionId : null
+  }
+
+  await app.register(async function authenticated (scope) {
+    scope.addHook('onRequest', app.requireUser)
+
+    scope.get('/me', { schema: schemas.me }, async (request) => {
+      const { user, membership } = request.auth!
+      return { user, membership }
+    })
+  })
+}
+
+export default auth
