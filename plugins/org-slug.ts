@@ -20,7 +20,8 @@ declare module 'fastify' {
 
 const SLUG = /^[a-z0-9-]{3,48}$/
 
-function slugHeader (request: FastifyRequest): string | null {
+/** 400 when X-Org-Slug is missing or repeated; null when it cannot be a slug (no org has it). */
+export function slugHeader (request: FastifyRequest): string | null {
   const value = request.headers['x-org-slug']
   if (value === undefined || value === '') throw new ValidationFailed('Missing X-Org-Slug header')
   if (typeof value !== 'string') throw new ValidationFailed('X-Org-Slug header must be sent once')

@@ -54,6 +54,11 @@ export function Success<T extends TObject> (data: T, description = 'Success'): T
   return Type.Object({ status: Type.Literal('success'), data }, { description })
 }
 
+/** A success schema carrying an example body (`{ status: "success", data }`) for the OpenAPI document. */
+export function withSuccessExample<T extends TSchema> (schema: T, data: unknown): T {
+  return { ...schema, examples: [{ status: 'success', data }] }
+}
+
 const ERROR_DESCRIPTIONS: Record<number, [string, string]> = {
   400: ['Validation failed, malformed JSON or a missing header', 'validation_failed'],
   401: ['Missing or invalid credentials', 'unauthorized'],

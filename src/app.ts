@@ -12,9 +12,12 @@ import redisPlugin from '../plugins/redis.ts'
 import failureLimiter from '../plugins/failure-limiter.ts'
 import orgSlug from '../plugins/org-slug.ts'
 import authJwt from '../plugins/auth-jwt.ts'
+import apiKey from '../plugins/api-key.ts'
 import health from '../plugins/health.ts'
 import admin from '../plugins/admin.ts'
 import auth from '../plugins/auth.ts'
+import orgKeys from '../plugins/org-keys.ts'
+import publicRoutes from '../plugins/public.ts'
 
 export interface BuildOptions {
   /** an already migrated database owned by the caller; otherwise one is opened from config */
@@ -70,6 +73,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(failureLimiter, { config })
   await app.register(orgSlug)
   await app.register(authJwt, { config })
+  await app.register(apiKey, { config })
   await app.register(health)
   await app.register(apiV1, { prefix: '/api/v1', config })
   return app
@@ -79,4 +83,6 @@ const apiV1: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
   app.addHook('preSerialization', wrapSuccess)
   await app.register(admin, { prefix: '/admin', config })
   await app.register(auth, { prefix: '/auth', config })
+  await app.register(orgKeys, { prefix: '/org', config })
+  await app.register(publicRoutes, { prefix: '/public' })
 }

@@ -182,3 +182,14 @@ export async function sessionToken (app: FastifyInstance, input: { userId: strin
   await insertSession(app.db, { id: sessionId, orgId: input.orgId, userId: input.userId, expiresAt: new Date(Date.now() + 7 * 86400_000) })
   return { token: app.issueAccessToken({ ...input, sessionId }), sessionId }
 }
+
+/** An API key of the fixture's org, created through POST /org/api-keys by its org_admin. */
+export async function createApiKey (app: FastifyInstance, fixture: Fixture, body: { name?: string, expiresAt?: string } = {}): Promise<{ key: string, id: string }> {
+  const { token } = await sessionToken(app, { userId: fixture.user.id, orgId: fixture.org.id, slug: fixture.org.slug, role: 'org_admin' })
+  const res = await app.inject({
+    method: 'POST', url: '/api/v1/org/api-keys', headers: { authorization: `Bearer ${token}`, 'x-org-slug': fixture.org.slug }, payload: { name: 'Test key', ...body }
+  })
+  if (res.statusCode !== 201) throw new Error(`create api key: ${res.statusCode} ${res.body}`)
+  const { key, apiKey } = res.json().data
+  return { key, id: apiKey.id }
+}
