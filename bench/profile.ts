@@ -1,9 +1,10 @@
 // npm run bench:profile: the app under `node --cpu-prof` while autocannon drives one route
 // (POST /public/verify by default); prints the functions with the most self time.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { findSourceMap } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { summarizeProfile, type CpuProfile } from './lib/cpuprofile.ts'
+import { appFiles, summarizeProfile, type CpuProfile, type OriginalLine } from './lib/cpuprofile.ts'
 import { runLoad } from './lib/load.ts'
 import { machineInfo, pinThisProcess } from './lib/machine.ts'
 import type { ServerStats } from './lib/ipc.ts'
@@ -41,7 +42,8 @@ try {
 
   const file = readdirSync(directory).find(name => name.endsWith('.cpuprofile'))
   if (file === undefined) throw new Error(`no .cpuprofile in ${directory}`)
-  const summary = summarizeProfile(JSON.parse(readFileSync(join(directory, file), 'utf8')) as CpuProfile, from, to)
+  const profile = JSON.parse(readFileSync(join(directory, file), 'utf8')) as CpuProfile
+  const summary = summarizeProfile(profile, { from, to, originalLine: await sourceLines(appFiles(profile)) })
   const busy = summary.busyMicros
   const pct = (micros: number) => `${(100 * micros / busy).toFixed(1).padStart(5)} %`
   const ms = (micros: number) => `${(micros / 1000).toFixed(0).padStart(6)} ms`
@@ -56,8 +58,24 @@ try {
   })
   console.log('\nSelf time by package or file:')
   for (const entry of summary.owners.slice(0, top)) console.log(`     ${ms(entry.micros)} ${pct(entry.micros)}  ${entry.owner}`)
+  console.log('\nThe app\'s own functions by inclusive time (self + what they call):')
+  for (const entry of summary.appInclusive.slice(0, top)) console.log(`     ${ms(entry.micros)} ${pct(entry.micros)}  ${entry.name}  ${entry.location}`)
   console.log(`\nprofile: ${join(directory, file)} (open in Chrome DevTools → Performance, or speedscope)`)
 } finally {
   await app?.server.stop()
   await stores.drop()
+}
+
+/**
+ * tsx runs each TypeScript file as one line of JavaScript, so the profile's lines are all 1.
+ * Loading the same files here through tsx yields the same code and its source map, which
+ * gives back the TypeScript line. Entry points that start things are never loaded.
+ */
+async function sourceLines (files: string[]): Promise<OriginalLine> {
+  const loadable = files.filter(url => /\/(src|plugins|db|schemas)\//.test(url) && !/\/src\/(server|migrate)\.ts$/.test(url))
+  await Promise.allSettled(loadable.map(url => import(url)))
+  return (url, line, column) => {
+    const entry = findSourceMap(url)?.findEntry(line, column) as { originalLine?: number } | undefined
+    return entry?.originalLine
+  }
 }
