@@ -12,6 +12,7 @@ const FASTIFY_CLIENT_ERRORS: Record<string, { code: string, message?: string }> 
   FST_ERR_CTP_INVALID_JSON_BODY: { code: 'invalid_json', message: 'Body is not valid JSON' },
   FST_ERR_CTP_INVALID_TYPE: { code: 'unsupported_media_type', message: 'Invalid Content-Type header' },
   FST_ERR_BAD_URL: { code: 'bad_request', message: 'Malformed URL' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: 'uri_too_long', message: 'A path parameter is too long' },
   FST_ERR_ASYNC_CONSTRAINT: { code: 'bad_request' }
 }
 
@@ -83,6 +84,15 @@ async function envelope (app: FastifyInstance): Promise<void> {
   app.setNotFoundHandler(function notFound (request, reply) {
     return reply.code(404).send({ status: 'error', message: `Route ${request.method} ${request.url.split('?')[0]} not found`, code: 'not_found' })
   })
+}
+
+/**
+ * Fastify's `frameworkErrors` option: a malformed URL or an overlong path parameter is
+ * answered before routing, where the error handler does not run; render it the same way.
+ */
+export function frameworkErrors (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const rendered = renderError(error)
+  reply.code(rendered.statusCode).send({ status: 'error', message: rendered.message, code: rendered.code })
 }
 
 export default fp(envelope, { name: 'envelope', fastify: '5.x' })

@@ -56,3 +56,9 @@ t.test('wrong methods are 404 envelopes', async t => {
   const app = await build(t)
   assertEnvelope(t, await app.inject({ method: 'DELETE', url: '/api/v1/admin/orgs', headers: adminHeaders }), 404, 'not_found')
 })
+
+t.test('URLs refused before routing still get the envelope', async t => {
+  const app = await build(t)
+  assertEnvelope(t, await app.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${'a'.repeat(150)}`, headers: adminHeaders, payload: { name: 'x' } }), 414, 'uri_too_long')
+  assertEnvelope(t, await app.inject({ method: 'PATCH', url: '/api/v1/admin/orgs/%E0%A4%A', headers: adminHeaders, payload: { name: 'x' } }), 400, 'bad_request')
+})
