@@ -2,19 +2,15 @@
 // bench/profile.ts. Configured by the environment the orchestrator passes.
 import { buildApp } from '../src/app.ts'
 import { loadConfig } from '../src/config.ts'
-import { directFallback, type PrincipalIds } from './lib/bootstrap.ts'
 import { processMemory, serveIpc, type ServerStats } from './lib/ipc.ts'
 
 const { config } = loadConfig(process.env)
 const app = await buildApp(config)
 await app.listen({ host: config.host, port: config.port })
 const address = app.server.address()
-const fallback = directFallback(app, config)
 
 serveIpc({
   stats: (): ServerStats => ({ queries: app.database.stats.queries, ...processMemory() }),
-  directAccessToken: (ids: PrincipalIds) => fallback.accessToken(ids),
-  directApiKey: (ids: PrincipalIds) => fallback.apiKey(ids),
   // Microseconds on the clock V8's CPU profiles use, to cut a profile to the measured window.
   clock: () => Number(process.hrtime.bigint() / 1000n),
   exit: async () => {

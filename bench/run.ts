@@ -79,10 +79,9 @@ try {
     date,
     commit: gitCommit(),
     machine,
+    loadAtEnd: machineInfo().load,
     pinning: pinning.note,
     settings,
-    bootstrap: `access token via ${app.fixture.via.accessToken === 'http' ? 'POST /auth/login' : 'the app process (no /auth/login yet)'}, ` +
-      `API key via ${app.fixture.via.apiKey === 'http' ? 'POST /org/api-keys' : 'the app process (no /org/api-keys yet)'}`,
     skipped,
     routes,
     peakRss: { app: appStats.maxRss, bare: bareStats.maxRss }

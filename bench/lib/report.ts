@@ -26,7 +26,7 @@ export interface RunReport {
   machine: MachineInfo
   pinning: string
   settings: { connections: number, seconds: number, rounds: number, warmupSeconds: number, logLevel: string, rateLimitMax: string }
-  bootstrap: string
+  loadAtEnd: string
   skipped: string[]
   routes: RouteSummary[]
   peakRss: { app: number, bare: number }
@@ -50,9 +50,11 @@ export function renderReport (report: RunReport): string {
     `## ${report.mode}: ${settings.rounds} × ${settings.seconds} s, ${report.date.toISOString().replace(/\.\d+Z$/, 'Z')}`,
     '',
     `- Command: \`${report.command}\` at commit ${report.commit}`,
-    `- Machine: ${machine.nproc} × ${machine.cpuModel}, node ${machine.node}, ${machine.os}; load average at start ${machine.load}`,
+    `- Machine: ${machine.nproc} × ${machine.cpuModel}, node ${machine.node}, ${machine.os}; load average ${machine.load} at start, ${report.loadAtEnd} at end` +
+      (Number(machine.load.split(' ')[0]) > machine.nproc / 2 ? ' — **the machine was busy with other work: absolute figures are low, ratios noisy**' : ''),
     `- ${report.pinning}; ${settings.connections} connections; ${settings.warmupSeconds} s warm-up per route; LOG_LEVEL=${settings.logLevel}; RATE_LIMIT_MAX=${settings.rateLimitMax}`,
-    `- Bootstrap: ${report.bootstrap}${report.skipped.length > 0 ? `; not on this commit: ${report.skipped.join(', ')}` : ''}`,
+    '- Bootstrap through the HTTP API: admin API, POST /auth/login, POST /org/api-keys' +
+      (report.skipped.length > 0 ? `; not on this commit: ${report.skipped.join(', ')}` : ''),
     '',
     '| Route | req/s | req/s range | p50 ms | p99 ms | bare route | bare req/s | bare p99 ms | ratio | DB queries/req | failed |',
     '|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|'

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { bootstrap, type BenchFixture, type DirectFallback } from './bootstrap.ts'
+import { bootstrap, type BenchFixture } from './bootstrap.ts'
 import { fetchClient, type HttpClient } from './http-client.ts'
 import { startServer, type ServerProcess } from './ipc.ts'
 import type { BenchStores } from './stores.ts'
@@ -41,11 +41,7 @@ export async function startApp (stores: BenchStores, cpu: number | null, nodeArg
   try {
     const base = `http://127.0.0.1:${server.port}`
     const http = fetchClient(base)
-    const fallback: DirectFallback = {
-      accessToken: ids => server.call<string>('directAccessToken', ids),
-      apiKey: ids => server.call<string>('directApiKey', ids)
-    }
-    const fixture = await bootstrap(http, adminToken, fallback)
+    const fixture = await bootstrap(http, adminToken)
     return { server, base, http, adminToken, fixture }
   } catch (error) {
     await server.stop()

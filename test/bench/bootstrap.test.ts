@@ -1,13 +1,13 @@
 import t from 'tap'
-import { ADMIN_TOKEN, build, testConfig } from '../helper.ts'
-import { bootstrap, directFallback } from '../../bench/lib/bootstrap.ts'
+import { ADMIN_TOKEN, build } from '../helper.ts'
+import { bootstrap } from '../../bench/lib/bootstrap.ts'
 import { injectClient } from '../../bench/lib/http-client.ts'
 import { allTargets, selectTargets } from '../../bench/lib/targets.ts'
 
-t.test('the bench bootstrap makes credentials that every route it measures accepts', async t => {
+t.test('the bench bootstrap makes, through the HTTP API, credentials that every route it measures accepts', async t => {
   const app = await build(t)
   const http = injectClient(app)
-  const fixture = await bootstrap(http, ADMIN_TOKEN, directFallback(app, testConfig()))
+  const fixture = await bootstrap(http, ADMIN_TOKEN)
 
   const auth = await app.resolveAccessToken(fixture.accessToken, fixture.org.id)
   t.equal(auth?.user.id, fixture.user.id)
