@@ -71,7 +71,8 @@ async function authJwt (app: FastifyInstance, { config }: { config: Config }): P
     secret: config.jwtSecret,
     // @fastify/jwt's request decorators are not used: tokens are read and checked here.
     decoratorName: 'jwtPayload',
-    sign: { algorithm: 'HS256', iss: config.jwtIssuer, aud: config.jwtAudience, expiresIn: ACCESS_TOKEN_TTL_SECONDS * 1000 },
+    // expiresIn is in seconds: @fastify/jwt converts a number to milliseconds for fast-jwt itself.
+    sign: { algorithm: 'HS256', iss: config.jwtIssuer, aud: config.jwtAudience, expiresIn: ACCESS_TOKEN_TTL_SECONDS },
     verify: {
       // Pinned: rejects alg none, HS384/512 and RS/ES tokens signed with the secret as a key.
       algorithms: ['HS256'],
