@@ -14,6 +14,7 @@ import orgSlug from '../plugins/org-slug.ts'
 import authJwt from '../plugins/auth-jwt.ts'
 import apiKey from '../plugins/api-key.ts'
 import health from '../plugins/health.ts'
+import drain from '../plugins/drain.ts'
 import admin from '../plugins/admin.ts'
 import auth from '../plugins/auth.ts'
 import orgKeys from '../plugins/org-keys.ts'
@@ -68,6 +69,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   await app.register(cookie)
   await app.register(envelope)
+  await app.register(drain)
   await app.register(swagger)
   await app.register(dbPlugin, { config, database: options.database })
   await app.register(redisPlugin, { config })

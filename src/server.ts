@@ -16,9 +16,19 @@ const { config, generatedSecrets } = loaded
 
 const app = await buildApp(config)
 
+// On a signal: keep answering for a moment with `Connection: close` (busy kept-alive clients
+// move off without a reset, and a load balancer has time to stop sending), then stop listening,
+// finish the requests in flight, and close the stores (pending API-key last-use times are
+// written on the way). After an uncaught error there is nothing to wait for.
+const DRAIN_MS = 1500
+
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
-  if (err !== undefined) app.log.error({ err }, 'closing after an uncaught error')
-  else app.log.info({ signal }, 'shutting down')
+  if (err !== undefined) {
+    app.log.error({ err }, 'closing after an uncaught error')
+  } else {
+    app.log.info({ signal }, 'shutting down')
+    await app.drain(DRAIN_MS)
+  }
   await app.close()
 })
 
