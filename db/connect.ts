@@ -12,9 +12,13 @@ export interface DatabaseHandle {
   kind: 'postgres' | 'pglite'
   /** every query Kysely sends, counted: the benchmark and the tests read it */
   stats: { queries: number }
+  /** connections of the PostgreSQL pool right now; null for the embedded database, which has no pool */
+  poolStats: () => PoolStats | null
   ping: () => Promise<void>
   close: () => Promise<void>
 }
+
+export interface PoolStats { total: number, idle: number, waiting: number }
 
 export interface DatabaseOptions {
   databaseUrl: string | null
@@ -31,6 +35,7 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
   let db: Kysely<Database>
   let kind: DatabaseHandle['kind']
   let pglite: PGlite | null = null
+  let poolStats: DatabaseHandle['poolStats'] = () => null
   if (options.databaseUrl !== null) {
     kind = 'postgres'
     const pool = new pg.Pool({
@@ -46,6 +51,7 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     // client (a query in flight when the database goes away) would emit an unhandled 'error' and
     // crash the process. The query itself still fails, and the pool drops the broken client.
     pool.on('connect', client => { client.on('error', error => options.onPoolError?.(error)) })
+    poolStats = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount })
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log })
   } else {
     kind = 'pglite'
@@ -59,6 +65,7 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     kind,
     pglite,
     stats,
+    poolStats,
     ping: async () => { await sql`select 1`.execute(db) },
     close: async () => { await db.destroy() }
   }

@@ -23,14 +23,15 @@ async function swaggerPlugin (app: FastifyInstance): Promise<void> {
         { name: 'Auth', description: 'Login, refresh, logout, current user.' },
         { name: 'Org', description: 'The organization and its members.' },
         { name: 'Admin', description: 'Platform operator API, authenticated by `ADMIN_TOKEN`.' },
-        { name: 'Operations', description: 'Liveness and readiness.' }
+        { name: 'Operations', description: 'Liveness, readiness and Prometheus metrics.' }
       ],
       components: {
         securitySchemes: {
           apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'Org API key `pk_live_…` (server-side only)' },
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'User access token from /auth/login' },
           cookieAuth: { type: 'apiKey', in: 'cookie', name: 'access_token', description: 'Access-token cookie set by /auth/login' },
-          adminToken: { type: 'http', scheme: 'bearer', description: 'The platform ADMIN_TOKEN' }
+          adminToken: { type: 'http', scheme: 'bearer', description: 'The platform ADMIN_TOKEN' },
+          metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN, when set, for scraping /metrics' }
         }
       }
     },

@@ -14,7 +14,7 @@ t.test('the document is OpenAPI 3.1 with the security schemes and every route de
   const app = await build(t)
   const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json()
   t.equal(doc.openapi, '3.1.0')
-  t.same(Object.keys(doc.components.securitySchemes).sort(), ['adminToken', 'apiKey', 'bearerAuth', 'cookieAuth'])
+  t.same(Object.keys(doc.components.securitySchemes).sort(), ['adminToken', 'apiKey', 'bearerAuth', 'cookieAuth', 'metricsToken'])
   t.equal(doc.components.securitySchemes.apiKey.name, 'X-API-Key')
   for (const [path, item] of Object.entries<Record<string, any>>(doc.paths)) {
     for (const [method, op] of Object.entries<any>(item)) {

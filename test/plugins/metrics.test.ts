@@ -1,0 +1,105 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { build, adminHeaders, uniqueSlug, DATABASE_URL } from '../helper.ts'
+
+const METRICS_TOKEN = 'metrics-token-0123456789abcdef'
+
+async function scrape (app: FastifyInstance, headers: Record<string, string> = {}): Promise<string> {
+  const res = await app.inject({ method: 'GET', url: '/metrics', headers })
+  if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}: ${res.body}`)
+  return res.body
+}
+
+/** The value of one sample line, e.g. sample(text, 'x_total{outcome="ok"}'); undefined when absent. */
+function sample (text: string, series: string): number | undefined {
+  const line = text.split('\n').find(l => l.startsWith(series + ' '))
+  return line === undefined ? undefined : Number(line.slice(series.length + 1))
+}
+
+t.test('/metrics answers the Prometheus text format', async t => {
+  const app = await build(t)
+  const res = await app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+  t.match(res.body, /# TYPE http_request_duration_seconds histogram/)
+  t.match(res.body, /# TYPE tenantkey_api_key_verifications_total counter/)
+  t.match(res.body, /# TYPE process_cpu_user_seconds_total counter/, 'process metrics are included')
+})
+
+t.test('request durations are labelled by route pattern and status, never by raw URL', async t => {
+  const app = await build(t)
+  const slug = uniqueSlug()
+  await app.inject({ method: 'POST', url: '/api/v1/admin/orgs', headers: adminHeaders, payload: { slug, name: 'Metrics Org' } })
+  await app.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${slug}`, headers: adminHeaders, payload: { plan: 'pro' } })
+  await app.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${slug}`, headers: adminHeaders, payload: { plan: 'pro' } })
+  await app.inject({ method: 'PATCH', url: '/api/v1/admin/orgs/no-such-org', headers: adminHeaders, payload: { plan: 'pro' } })
+  await app.inject({ method: 'GET', url: `/scanner/${slug}/wp-login.php` })
+
+  const text = await scrape(app)
+  t.equal(sample(text, 'http_request_duration_seconds_count{method="PATCH",route="/api/v1/admin/orgs/:slug",status_code="200"}'), 2)
+  t.equal(sample(text, 'http_request_duration_seconds_count{method="PATCH",route="/api/v1/admin/orgs/:slug",status_code="404"}'), 1)
+  t.equal(sample(text, 'http_request_duration_seconds_count{method="POST",route="/api/v1/admin/orgs",status_code="201"}'), 1)
+  t.equal(sample(text, 'http_request_duration_seconds_count{method="GET",route="unmatched",status_code="404"}'), 1)
+  t.notMatch(text, slug, 'no raw URL (nor the slug in it) becomes a label')
+  t.ok((sample(text, 'http_request_duration_seconds_bucket{le="+Inf",method="PATCH",route="/api/v1/admin/orgs/:slug",status_code="200"}') ?? 0) === 2)
+})
+
+t.test('API-key outcomes, cache hits and rate-limit rejections are counted through app.metrics', async t => {
+  const app = await build(t)
+  const before = await scrape(app)
+  for (const outcome of ['ok', 'invalid', 'revoked', 'expired', 'rate_limited']) {
+    t.equal(sample(before, `tenantkey_api_key_verifications_total{outcome="${outcome}"}`), 0, `${outcome} starts at 0`)
+  }
+
+  app.metrics.apiKeyOutcome('ok')
+  app.metrics.apiKeyOutcome('ok')
+  app.metrics.apiKeyOutcome('revoked')
+  app.metrics.cacheHit('api_keys')
+  app.metrics.cacheHit('api_keys')
+  app.metrics.cacheHit('api_keys')
+  app.metrics.cacheMiss('api_keys')
+  app.metrics.rateLimited('api_key')
+
+  const text = await scrape(app)
+  t.equal(sample(text, 'tenantkey_api_key_verifications_total{outcome="ok"}'), 2)
+  t.equal(sample(text, 'tenantkey_api_key_verifications_total{outcome="revoked"}'), 1)
+  t.equal(sample(text, 'tenantkey_api_key_verifications_total{outcome="invalid"}'), 0)
+  t.equal(sample(text, 'tenantkey_cache_requests_total{cache="api_keys",result="hit"}'), 3)
+  t.equal(sample(text, 'tenantkey_cache_requests_total{cache="api_keys",result="miss"}'), 1)
+  t.equal(sample(text, 'tenantkey_cache_hit_ratio{cache="api_keys"}'), 0.75)
+  t.equal(sample(text, 'tenantkey_rate_limit_rejections_total{limiter="api_key"}'), 1)
+})
+
+t.test('each app counts its own requests', async t => {
+  const first = await build(t)
+  const second = await build(t)
+  first.metrics.apiKeyOutcome('invalid')
+  t.equal(sample(await scrape(first), 'tenantkey_api_key_verifications_total{outcome="invalid"}'), 1)
+  t.equal(sample(await scrape(second), 'tenantkey_api_key_verifications_total{outcome="invalid"}'), 0)
+})
+
+t.test('database pool gauges report the PostgreSQL pool, and are absent on the embedded database', async t => {
+  const app = await build(t)
+  await app.inject({ method: 'GET', url: '/api/v1/admin/orgs', headers: adminHeaders })
+  const text = await scrape(app)
+  if (DATABASE_URL === null) {
+    t.equal(sample(text, 'tenantkey_db_pool_connections'), undefined)
+  } else {
+    t.ok((sample(text, 'tenantkey_db_pool_connections') ?? 0) >= 1, 'at least one connection is open after a query')
+    t.ok(sample(text, 'tenantkey_db_pool_idle_connections') !== undefined)
+    t.equal(sample(text, 'tenantkey_db_pool_waiting_clients'), 0)
+  }
+})
+
+t.test('with METRICS_TOKEN set, /metrics needs it as a bearer token', async t => {
+  const app = await build(t, { metricsToken: METRICS_TOKEN })
+  for (const headers of [{}, { authorization: 'Bearer wrong-token-0123456789abcdef' }, { authorization: METRICS_TOKEN }, { authorization: `Basic ${METRICS_TOKEN}` }]) {
+    const res = await app.inject({ method: 'GET', url: '/metrics', headers })
+    t.equal(res.statusCode, 401, JSON.stringify(Object.keys(headers)))
+    t.same(res.json(), { status: 'error', message: 'Invalid metrics token', code: 'unauthorized' })
+    t.equal(res.headers['www-authenticate'], 'Bearer realm="metrics"')
+  }
+  const ok = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+  t.equal(ok.statusCode, 200)
+  t.match(ok.body, /http_request_duration_seconds/)
+})
