@@ -7,6 +7,14 @@ export async function insertSession (db: Kysely<Database>, row: { id: string, or
   }).execute()
 }
 
+/** Ends every live session of a user in every org (e.g. after an operator reset the password). */
+export async function revokeAllUserSessions (db: Kysely<Database>, userId: string, reason: string): Promise<number> {
+  const result = await db.updateTable('sessions').set({ revoked_at: new Date(), revoked_reason: reason })
+    .where('user_id', '=', userId).where('revoked_at', 'is', null)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
+}
+
 /** True while the session exists, has not been revoked and has not expired. */
 export async function isSessionLive (db: Kysely<Database>, sessionId: string): Promise<boolean> {
   const row = await db.selectFrom('sessions').select('id')

@@ -1,0 +1,193 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { text } from 'node:stream/consumers'
+import { FormatRegistry, type TObject } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import type { Kysely } from 'kysely'
+import { loadConfig, ConfigError, type Config } from './config.ts'
+import type { Database } from '../db/database.ts'
+import * as adminSchemas from '../schemas/admin.ts'
+import { hashPassword } from './passwords.ts'
+import { newId } from './ids.ts'
+
+// The operator's tool for when the server is not running: `npm run cli -- <command> [options]`.
+// It reads the same environment as the server (loadConfig), so it opens the same database.
+// Database modules are imported only when a command needs them, so help and usage errors are quick.
+
+/** A failure the operator can act on: printed as one line, exit code 1 (2 for a usage mistake). */
+class CliError extends Error {
+  constructor (message: string, readonly exitCode = 1) { super(message) }
+}
+const usage = (message: string): CliError => new CliError(`${message}\nRun \`npm run cli -- help\` for the commands and their options.`, 2)
+
+type Options = NonNullable<ParseArgsConfig['options']>
+type Values = Record<string, string | undefined>
+
+interface Command {
+  summary: string
+  usage: string
+  options: Options
+  required: string[]
+  /** checks the input (before any database work) and returns the work to do on the database */
+  prepare: (values: Values) => Promise<(context: Context) => Promise<void>>
+}
+interface Context { db: Kysely<Database>, print: (line: string) => void }
+
+const COMMANDS: Record<string, Command> = {
+  migrate: {
+    summary: 'Apply pending database migrations (every other command does this first too).',
+    usage: 'migrate',
+    options: {},
+    required: [],
+    prepare: async () => async () => {}
+  },
+  'create-org': {
+    summary: 'Create an organization and its first org_admin (a new user), in one transaction.',
+    usage: 'create-org --slug <slug> --name <name> [--plan <plan>] --admin-email <email> --admin-name <name> --admin-password <password|->',
+    options: {
+      slug: { type: 'string' },
+      name: { type: 'string' },
+      plan: { type: 'string' },
+      'admin-email': { type: 'string' },
+      'admin-name': { type: 'string' },
+      'admin-password': { type: 'string' }
+    },
+    required: ['slug', 'name', 'admin-email', 'admin-name', 'admin-password'],
+    prepare: async (values) => {
+      const org = { slug: values.slug as string, name: (values.name as string).trim(), plan: values.plan ?? 'free' }
+      const password = await passwordValue(values['admin-password'] as string)
+      const user = { email: (values['admin-email'] as string).trim(), name: (values['admin-name'] as string).trim(), password }
+      check(adminSchemas.createOrg.body, org, { slug: '--slug', name: '--name', plan: '--plan' })
+      check(adminSchemas.createUser.body, user, { email: '--admin-email', name: '--admin-name', password: '--admin-password' })
+      const passwordHash = await hashPassword(password)
+      return async ({ db, print }) => {
+        const [{ insertOrg }, { insertUser }, { insertMembership }] = await Promise.all([
+          import('../db/queries/orgs.ts'), import('../db/queries/users.ts'), import('../db/queries/memberships.ts')
+        ])
+        const created = await db.transaction().execute(async trx => {
+          const insertedOrg = await insertOrg(trx, { id: newId('org'), slug: org.slug, name: org.name, plan: org.plan, app_url: null })
+          if (insertedOrg === null) throw new CliError(`organization slug "${org.slug}" is already taken`)
+          const insertedUser = await insertUser(trx, { id: newId('usr'), email: user.email, name: user.name, passwordHash })
+          if (insertedUser === null) throw new CliError(`a user with email ${user.email} already exists (nothing was created; an existing user joins an org through POST /api/v1/admin/orgs/:slug/members)`)
+          await insertMembership(trx, { id: newId('mem'), orgId: insertedOrg.id, userId: insertedUser.id, role: 'org_admin' })
+          return { org: insertedOrg, user: insertedUser }
+        })
+        print(`Created organization ${created.org.slug} (${created.org.id}), plan ${created.org.plan}`)
+        print(`Created user ${created.user.email} (${created.user.id}) as its org_admin`)
+      }
+    }
+  },
+  'reset-password': {
+    summary: "Set a user's password and end all of their sessions.",
+    usage: 'reset-password --email <email> --password <password|->',
+    options: { email: { type: 'string' }, password: { type: 'string' } },
+    required: ['email', 'password'],
+    prepare: async (values) => {
+      const email = (values.email as string).trim()
+      const password = await passwordValue(values.password as string)
+      check(adminSchemas.createUser.body.properties.password, password, '--password')
+      const passwordHash = await hashPassword(password)
+      return async ({ db, print }) => {
+        const [{ findUserByEmail, updateUserPassword }, { revokeAllUserSessions }, { recordAuditEvent }] = await Promise.all([
+          import('../db/queries/users.ts'), import('../db/queries/sessions.ts'), import('../db/queries/audit.ts')
+        ])
+        const user = await findUserByEmail(db, email)
+        if (user === undefined) throw new CliError(`no user with email ${email}`)
+        const ended = await db.transaction().execute(async trx => {
+          await updateUserPassword(trx, user.id, passwordHash)
+          const count = await revokeAllUserSessions(trx, user.id, 'password_reset')
+          await recordAuditEvent(trx, { orgId: null, actorType: 'system', actorId: null, action: 'user.password_reset', targetType: 'user', targetId: user.id, metadata: { via: 'cli', sessionsEnded: count } })
+          return count
+        })
+        print(`Password of ${user.email} (${user.id}) reset; ${ended} session${ended === 1 ? '' : 's'} ended`)
+      }
+    }
+  }
+}
+
+function helpText (): string {
+  const width = Math.max(...Object.keys(COMMANDS).map(name => name.length))
+  return [
+    'tenantkey operator CLI — works on the database of the current environment (DATABASE_URL, or the',
+    'embedded database in DATA_DIR), for use while the server is not running.',
+    '',
+    'Usage: npm run cli -- <command> [options]',
+    '',
+    'Commands:',
+    ...Object.entries(COMMANDS).map(([name, command]) => `  ${name.padEnd(width)}  ${command.summary}\n  ${' '.repeat(width)}  npm run cli -- ${command.usage}`),
+    `  ${'help'.padEnd(width)}  Show this help.`,
+    '',
+    'A password given as "-" is read from standard input, which keeps it out of shell history and ps.',
+    'Exit status: 0 done, 1 failed, 2 wrong usage.'
+  ].join('\n')
+}
+
+async function passwordValue (value: string): Promise<string> {
+  if (value !== '-') return value
+  if (process.stdin.isTTY === true) throw usage('"-" reads the password from standard input: pipe it in, e.g. `printf %s "$PASSWORD" | npm run cli -- …`')
+  return (await text(process.stdin)).replace(/\r?\n$/, '')
+}
+
+// The admin API's own schemas decide what is valid, so the CLI can create nothing the API would refuse.
+FormatRegistry.Has('email') || FormatRegistry.Set('email', value => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value))
+FormatRegistry.Has('uri') || FormatRegistry.Set('uri', value => URL.canParse(value))
+
+function check (schema: TObject | TObject['properties'][string], value: unknown, flags: Record<string, string> | string): void {
+  const error = Value.Errors(schema, value).First()
+  if (error === undefined) return
+  const field = error.path.split('/')[1] ?? ''
+  const flag = typeof flags === 'string' ? flags : flags[field] ?? `--${field}`
+  const fieldSchema = (typeof flags === 'string' ? schema : (schema as TObject).properties[field]) as { description?: string } | undefined
+  throw usage(`${flag}: invalid value (expected: ${fieldSchema?.description ?? error.message})`)
+}
+
+function describeDatabase (config: Config): string {
+  return config.databaseUrl === null ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL (DATABASE_URL)'
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    console.log(helpText())
+    return 0
+  }
+  const command = COMMANDS[name]
+  if (command === undefined) throw usage(`unknown command "${name}"`)
+  let values: Values
+  try {
+    values = parseArgs({ args: rest, options: command.options, strict: true, allowPositionals: false }).values as Values
+  } catch (error) {
+    throw usage(`${(error as Error).message.split('\n')[0]} (usage: npm run cli -- ${command.usage})`)
+  }
+  const missing = command.required.filter(option => values[option] === undefined)
+  if (missing.length > 0) throw usage(`${name} needs ${missing.map(option => `--${option}`).join(', ')} (usage: npm run cli -- ${command.usage})`)
+
+  const work = await command.prepare(values)
+  const { config } = loadConfig(process.env)
+  const { createDatabase, migrateToLatest } = await import('../db/connect.ts')
+  const database = createDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
+  try {
+    const applied = await migrateToLatest(database.db)
+    if (applied.length > 0 || name === 'migrate') {
+      console.log(`Database: ${describeDatabase(config)}; ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`}`)
+    }
+    await work({ db: database.db, print: line => console.log(line) })
+  } finally {
+    await database.close()
+  }
+  return 0
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2))
+} catch (error) {
+  if (error instanceof CliError) {
+    console.error(`error: ${error.message}`)
+    process.exitCode = error.exitCode
+  } else if (error instanceof ConfigError) {
+    console.error(error.message)
+    process.exitCode = 1
+  } else {
+    console.error(`error: ${(error as Error).message}`)
+    process.exitCode = 1
+  }
+}
