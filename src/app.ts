@@ -26,6 +26,8 @@ export interface BuildOptions {
   database?: DatabaseHandle
   /** where JSON log lines go (default stdout) */
   logStream?: DestinationStream
+  /** human-readable, coloured log lines (pino-pretty in a worker thread) instead of JSON: for a terminal */
+  prettyLogs?: boolean
 }
 
 // Never let a secret reach a log line, whatever a serializer or a handler logs.
@@ -40,7 +42,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const logger: FastifyServerOptions['logger'] = {
     level: config.logLevel,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    ...(options.logStream !== undefined && { stream: options.logStream })
+    ...(options.logStream !== undefined && { stream: options.logStream }),
+    ...(options.prettyLogs === true && options.logStream === undefined && {
+      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true } }
+    })
   }
   const app = Fastify({
     logger,

@@ -14,7 +14,8 @@ try {
 }
 const { config, generatedSecrets } = loaded
 
-const app = await buildApp(config)
+// A person at a terminal reads pretty lines; anything else (a log shipper, a file, production) gets JSON.
+const app = await buildApp(config, { prettyLogs: process.stdout.isTTY === true && config.nodeEnv !== 'production' })
 
 // On a signal: keep answering for a moment with `Connection: close` (busy kept-alive clients
 // move off without a reset, and a load balancer has time to stop sending), then stop listening,

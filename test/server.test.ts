@@ -1,0 +1,89 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { once } from 'node:events'
+import t from 'tap'
+import type { TestContext } from './helper.ts'
+
+// The real entry point as a person starts it: the start-up summary, LOG_LEVEL, and pretty
+// lines on a terminal (a pseudo-terminal from util-linux `script`) but JSON anywhere else.
+t.setTimeout(600_000) // starting a server process on a loaded two-core machine can take a while
+
+const root = new URL('..', import.meta.url).pathname
+
+interface Running { child: ChildProcess, output: () => string, port: number }
+
+async function start (t: TestContext, env: Record<string, string>, tty: boolean): Promise<Running> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tenantkey-server-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const fullEnv = { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', ...env }
+  const command = 'node --import tsx src/server.ts'
+  const child = tty
+    ? spawn('script', ['-qefc', command, '/dev/null'], { cwd: root, env: fullEnv, stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: root, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout?.on('data', chunk => { output += String(chunk) })
+  child.stderr?.on('data', chunk => { output += String(chunk) })
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+    }
+  })
+  const match = await waitFor(() => /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output), () => output, child)
+  return { child, output: () => output, port: Number(match[1]) }
+}
+
+async function waitFor<T> (probe: () => T | null | undefined | false, output: () => string, child: ChildProcess): Promise<T> {
+  for (;;) {
+    const found = probe()
+    if (found !== null && found !== undefined && found !== false) return found
+    if (child.exitCode !== null) throw new Error(`server exited (${child.exitCode}):\n${output()}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
+const jsonLines = (output: string): Array<Record<string, unknown>> =>
+  output.split('\n').filter(line => line.startsWith('{')).map(line => JSON.parse(line))
+
+t.test('without a terminal, logs are JSON lines after one readable start-up summary', async t => {
+  const server = await start(t, { LOG_LEVEL: 'info' }, false)
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  await waitFor(() => server.output().includes('request completed'), server.output, server.child)
+  const output = server.output()
+  for (const line of ['API:       http://127.0.0.1:', 'Docs:      http://127.0.0.1:', 'Database:  embedded PGlite in', 'Redis:     off']) t.match(output, line)
+  const completed = jsonLines(output).find(line => line.msg === 'request completed')
+  t.match(completed, { level: 30, res: { statusCode: 200 } }, 'a JSON log line for the request')
+})
+
+t.test('LOG_LEVEL=warn leaves out info lines', async t => {
+  const server = await start(t, { LOG_LEVEL: 'warn' }, false)
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  server.child.kill('SIGTERM')
+  await once(server.child, 'exit')
+  const output = server.output()
+  t.match(output, 'tenantkey is listening on', 'the summary is still printed')
+  t.same(jsonLines(output).filter(line => (line.level as number) < 40), [], 'no info or debug lines')
+})
+
+t.test('on a terminal, logs are pretty lines, not JSON', { skip: existsSync('/usr/bin/script') ? false : 'util-linux `script` is not installed' }, async t => {
+  const server = await start(t, { LOG_LEVEL: 'info' }, true)
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  await waitFor(() => server.output().includes('request completed'), server.output, server.child)
+  const output = server.output()
+  t.match(output, /\[\d\d:\d\d:\d\d\.\d{3}\] .*INFO.*request completed/, 'a time-stamped, levelled, readable line')
+  t.notMatch(output, '{"level":', 'no JSON lines')
+})
+
+t.test('NODE_ENV=production on a terminal still logs JSON', { skip: existsSync('/usr/bin/script') ? false : 'util-linux `script` is not installed' }, async t => {
+  const server = await start(t, {
+    LOG_LEVEL: 'info',
+    NODE_ENV: 'production',
+    JWT_SECRET: 'production-jwt-secret-0123456789abcdef',
+    API_KEY_PEPPER: 'production-pepper-0123456789abcdef0123'
+  }, true)
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  await waitFor(() => server.output().includes('request completed'), server.output, server.child)
+  t.match(server.output(), '{"level":30', 'JSON lines')
+})
