@@ -7,7 +7,7 @@ import { loadConfig, ConfigError, type Config } from './config.ts'
 import type { Database } from '../db/database.ts'
 import * as adminSchemas from '../schemas/admin.ts'
 import { hashPassword } from './passwords.ts'
-import { newId } from './ids.ts'
+import { idPattern, newId } from './ids.ts'
 
 // The operator's tool for when the server is not running: `npm run cli -- <command> [options]`.
 // It reads the same environment as the server (loadConfig), so it opens the same database.
@@ -99,6 +99,36 @@ const COMMANDS: Record<string, Command> = {
           return count
         })
         print(`Password of ${user.email} (${user.id}) reset; ${ended} session${ended === 1 ? '' : 's'} ended`)
+      }
+    }
+  },
+  'revoke-key': {
+    summary: 'Revoke an API key (recorded in the audit trail as done by the system).',
+    usage: 'revoke-key --key-id <key_…> [--org <slug>]',
+    options: { 'key-id': { type: 'string' }, org: { type: 'string' } },
+    required: ['key-id'],
+    prepare: async (values) => {
+      const keyId = values['key-id'] as string
+      const orgSlug = values.org
+      if (!new RegExp(idPattern('key')).test(keyId)) throw usage('--key-id: invalid value (expected: an API key id, key_ followed by 26 characters, as GET /api/v1/org/api-keys lists)')
+      return async ({ db, print }) => {
+        const [{ findApiKeyWithOrg, revokeApiKey }, { recordAuditEvent }] = await Promise.all([
+          import('../db/queries/api-keys.ts'), import('../db/queries/audit.ts')
+        ])
+        const key = await findApiKeyWithOrg(db, keyId)
+        // With --org, a key of another org is as unknown as a key that does not exist.
+        if (key === undefined || (orgSlug !== undefined && key.orgSlug !== orgSlug)) {
+          throw new CliError(`no API key ${keyId}${orgSlug === undefined ? '' : ` in organization ${orgSlug}`}`)
+        }
+        const outcome = await db.transaction().execute(async trx => {
+          const result = await revokeApiKey(trx, { orgId: key.orgId, keyId, revokedBy: null })
+          if (result === 'revoked') {
+            await recordAuditEvent(trx, { orgId: key.orgId, actorType: 'system', actorId: null, action: 'api_key.revoked', targetType: 'api_key', targetId: keyId, metadata: { via: 'cli' } })
+          }
+          return result
+        })
+        const described = `API key ${keyId} ("${key.name}", ${key.prefix}…) of ${key.orgSlug}`
+        print(outcome === 'revoked' ? `Revoked ${described}` : `${described} was already revoked (${key.revokedAt?.toISOString() ?? 'just now'}); nothing to do`)
       }
     }
   }

@@ -4,17 +4,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Kysely } from 'kysely'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.ts'
 import { createDatabase } from '../db/connect.ts'
 import type { Database } from '../db/database.ts'
 import { insertSession, isSessionLive } from '../db/queries/sessions.ts'
 import { verifyPassword } from '../src/passwords.ts'
 import { newId } from '../src/ids.ts'
-import { DATABASE_URL, sharedDatabase, uniqueSlug, uniqueEmail } from './helper.ts'
+import { DATABASE_URL, sharedDatabase, uniqueSlug, uniqueEmail, testConfig, sessionToken } from './helper.ts'
 
 // The CLI runs as the operator runs it: a child process reading its configuration from the
 // environment. Embedded: a temporary DATA_DIR; with DATABASE_URL: this process's fresh database.
-// Each case starts a Node process; on a loaded two-core machine that can take seconds.
-t.setTimeout(600_000)
+// Each case starts a Node process (and the embedded database in it); on a loaded two-core
+// machine that can take many seconds. The cases below share one org to start as few as possible.
+t.setTimeout(1_200_000)
 const dataDir = mkdtempSync(join(tmpdir(), 'tenantkey-cli-'))
 t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
 const databaseUrl = DATABASE_URL === null ? null : (await sharedDatabase()).url
@@ -48,13 +51,25 @@ async function withDatabase<T> (fn: (db: Kysely<Database>) => Promise<T>): Promi
   }
 }
 
+/** The real app on the database the CLI used, for checking what a client sees. */
+async function withApp<T> (fn: (app: FastifyInstance) => Promise<T>): Promise<T> {
+  const handle = databaseUrl !== null ? (await sharedDatabase()).handle : createDatabase({ databaseUrl: null, dataDir })
+  const app = await buildApp(testConfig({ redisUrl: null }), { database: handle })
+  try {
+    return await fn(app)
+  } finally {
+    await app.close()
+    if (databaseUrl === null) await handle.close()
+  }
+}
+
 const PASSWORD = 'correct horse battery'
 
 t.test('help lists every command; no command means help', async t => {
   for (const args of [['help'], []]) {
     const res = await cli(args)
     t.equal(res.code, 0)
-    for (const command of ['migrate', 'create-org', 'reset-password', 'help']) t.match(res.stdout, `  ${command}`)
+    for (const command of ['migrate', 'create-org', 'reset-password', 'revoke-key', 'help']) t.match(res.stdout, `  ${command}`)
   }
 })
 
@@ -71,14 +86,14 @@ t.test('usage mistakes exit 2 with a message naming the problem, before touching
   t.equal(unknownOption.code, 2)
   t.match(unknownOption.stderr, "Unknown option '--force'")
 
-  const badSlug = await cli(['create-org', '--slug', 'Not A Slug', '--name', 'X', '--admin-email', uniqueEmail(), '--admin-name', 'Ada', '--admin-password', PASSWORD])
+  const badSlug = await cli(['create-org', '--slug', 'Not A Slug', '--name', 'X', '--admin-email', uniqueEmail(), '--admin-name', 'Ada', '--admin-password', 'short'])
   t.equal(badSlug.code, 2)
   t.match(badSlug.stderr, '--slug: invalid value (expected: URL-safe organization identifier')
 
-  const shortPassword = await cli(['create-org', '--slug', uniqueSlug(), '--name', 'X', '--admin-email', uniqueEmail(), '--admin-name', 'Ada', '--admin-password', 'short'])
-  t.equal(shortPassword.code, 2)
-  t.match(shortPassword.stderr, '--admin-password: invalid value (expected: At least 10 characters)')
-  t.notMatch(shortPassword.stderr, 'short', 'the password is not echoed')
+  const badPassword = await cli(['reset-password', '--email', uniqueEmail(), '--password', 'short-pw'])
+  t.equal(badPassword.code, 2)
+  t.match(badPassword.stderr, '--password: invalid value (expected: At least 10 characters)')
+  t.notMatch(badPassword.stderr, 'short-pw', 'the password is not echoed')
 
   if (databaseUrl === null) t.same(readdirSync(dataDir), [], 'nothing was written to DATA_DIR')
 })
@@ -94,69 +109,60 @@ t.test('a bad configuration or an unreachable database exits 1 with a clear mess
   t.match(down.stderr, /^error: .*ECONNREFUSED/m)
 })
 
+// One org for the rest of the file, made by the CLI itself.
+const slug = uniqueSlug()
+const email = uniqueEmail('admin')
+let userId = ''
+const sessionId = newId('ses')
+
 t.test('migrate brings the database up to date and says which database it used', async t => {
-  const first = await cli(['migrate'])
-  t.equal(first.code, 0, first.stderr)
-  t.match(first.stdout, databaseUrl === null ? `Database: embedded PGlite in ${dataDir}` : 'Database: PostgreSQL (DATABASE_URL)')
-  const again = await cli(['migrate'])
-  t.equal(again.code, 0)
-  t.match(again.stdout, 'up to date')
+  const res = await cli(['migrate'])
+  t.equal(res.code, 0, res.stderr)
+  t.match(res.stdout, databaseUrl === null ? `Database: embedded PGlite in ${dataDir}` : 'Database: PostgreSQL (DATABASE_URL)')
+  t.match(res.stdout, databaseUrl === null ? 'applied 20261129T0800_initial' : 'up to date')
 })
 
-t.test('create-org makes the org and its first org_admin, who can sign in with the password', async t => {
-  const slug = uniqueSlug()
-  const email = uniqueEmail('admin')
+t.test('create-org makes the org and its first org_admin in one transaction', async t => {
   const res = await cli(['create-org', '--slug', slug, '--name', 'Acme Inc.', '--plan', 'pro', '--admin-email', email, '--admin-name', 'Ada Lovelace', '--admin-password', PASSWORD])
   t.equal(res.code, 0, res.stderr)
   t.match(res.stdout, new RegExp(`Created organization ${slug} \\(org_[0-9A-Z]{26}\\), plan pro`))
   t.match(res.stdout, `Created user ${email}`)
 
+  const takenSlug = await cli(['create-org', '--slug', slug, '--name', 'Other', '--admin-email', uniqueEmail(), '--admin-name', 'Bob', '--admin-password', PASSWORD])
+  t.equal(takenSlug.code, 1)
+  t.match(takenSlug.stderr, `error: organization slug "${slug}" is already taken`)
+
+  const secondSlug = uniqueSlug()
+  const takenEmail = await cli(['create-org', '--slug', secondSlug, '--name', 'Second', '--admin-email', email.toUpperCase(), '--admin-name', 'Ada', '--admin-password', PASSWORD])
+  t.equal(takenEmail.code, 1)
+  t.match(takenEmail.stderr, 'already exists (nothing was created')
+
   await withDatabase(async db => {
     const row = await db.selectFrom('organizations as o')
       .innerJoin('memberships as m', 'm.org_id', 'o.id')
       .innerJoin('users as u', 'u.id', 'm.user_id')
-      .select(['o.name as orgName', 'o.plan', 'o.status', 'u.email', 'u.name', 'u.password_hash', 'm.role', 'm.status as membershipStatus'])
+      .select(['o.id as orgId', 'o.name as orgName', 'o.plan', 'o.status', 'u.id as userId', 'u.email', 'u.name', 'u.password_hash', 'm.role', 'm.status as membershipStatus'])
       .where('o.slug', '=', slug).executeTakeFirstOrThrow()
     t.match(row, { orgName: 'Acme Inc.', plan: 'pro', status: 'active', email, name: 'Ada Lovelace', role: 'org_admin', membershipStatus: 'active' })
     t.ok(await verifyPassword(PASSWORD, row.password_hash), 'the stored hash verifies the password')
     t.notMatch(row.password_hash, PASSWORD)
+    t.equal(await db.selectFrom('organizations').select('id').where('slug', '=', secondSlug).executeTakeFirst(), undefined, 'the org whose admin email was taken was rolled back')
+    userId = row.userId
+    // a live session, for reset-password to end
+    await insertSession(db, { id: sessionId, orgId: row.orgId, userId: row.userId, expiresAt: new Date(Date.now() + 86400_000) })
   })
-
-  const takenSlug = await cli(['create-org', '--slug', slug, '--name', 'Other', '--admin-email', uniqueEmail(), '--admin-name', 'Bob', '--admin-password', PASSWORD])
-  t.equal(takenSlug.code, 1)
-  t.match(takenSlug.stderr, `error: organization slug "${slug}" is already taken`)
-})
-
-t.test('create-org with an email already taken creates nothing (one transaction)', async t => {
-  const email = uniqueEmail('taken')
-  const first = await cli(['create-org', '--slug', uniqueSlug(), '--name', 'First', '--admin-email', email, '--admin-name', 'Ada', '--admin-password', PASSWORD])
-  t.equal(first.code, 0, first.stderr)
-
-  const slug = uniqueSlug()
-  const res = await cli(['create-org', '--slug', slug, '--name', 'Second', '--admin-email', email.toUpperCase(), '--admin-name', 'Ada', '--admin-password', PASSWORD])
-  t.equal(res.code, 1)
-  t.match(res.stderr, 'already exists (nothing was created')
-  const org = await withDatabase(db => db.selectFrom('organizations').select('id').where('slug', '=', slug).executeTakeFirst())
-  t.equal(org, undefined, 'the org was rolled back')
 })
 
 t.test('reset-password sets the new password (read from stdin with "-"), ends the sessions and records it', async t => {
-  const slug = uniqueSlug()
-  const email = uniqueEmail('reset')
-  t.equal((await cli(['create-org', '--slug', slug, '--name', 'Reset', '--admin-email', email, '--admin-name', 'Ada', '--admin-password', PASSWORD])).code, 0)
-  const sessionId = newId('ses')
-  const userId = await withDatabase(async db => {
-    const user = await db.selectFrom('users').select('id').where('email', '=', email).executeTakeFirstOrThrow()
-    const org = await db.selectFrom('organizations').select('id').where('slug', '=', slug).executeTakeFirstOrThrow()
-    await insertSession(db, { id: sessionId, orgId: org.id, userId: user.id, expiresAt: new Date(Date.now() + 86400_000) })
-    return user.id
-  })
-
   const newPassword = 'a much better passphrase'
   const res = await cli(['reset-password', '--email', email, '--password', '-'], { stdin: `${newPassword}\n` })
   t.equal(res.code, 0, res.stderr)
   t.equal(res.stdout.trim().split('\n').at(-1), `Password of ${email} (${userId}) reset; 1 session ended`)
   t.notMatch(res.stdout + res.stderr, newPassword)
+
+  const unknown = await cli(['reset-password', '--email', uniqueEmail('nobody'), '--password', newPassword])
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, 'error: no user with email')
 
   await withDatabase(async db => {
     const user = await db.selectFrom('users').select('password_hash').where('id', '=', userId).executeTakeFirstOrThrow()
@@ -166,8 +172,43 @@ t.test('reset-password sets the new password (read from stdin with "-"), ends th
     const event = await db.selectFrom('audit_events').selectAll().where('target_id', '=', userId).where('action', '=', 'user.password_reset').executeTakeFirstOrThrow()
     t.match(event, { actor_type: 'system', actor_id: null, target_type: 'user' })
   })
+})
 
-  const unknown = await cli(['reset-password', '--email', uniqueEmail('nobody'), '--password', newPassword])
-  t.equal(unknown.code, 1)
-  t.match(unknown.stderr, 'error: no user with email')
+t.test('revoke-key revokes a key at once, is idempotent, and records the system as the actor', async t => {
+  const { key, keyId } = await withApp(async app => {
+    const org = await app.db.selectFrom('organizations').select('id').where('slug', '=', slug).executeTakeFirstOrThrow()
+    const { token } = await sessionToken(app, { userId, orgId: org.id, slug, role: 'org_admin' })
+    const created = await app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: { authorization: `Bearer ${token}`, 'x-org-slug': slug }, payload: { name: 'Production backend' } })
+    t.equal(created.statusCode, 201, created.body)
+    const { key, apiKey } = created.json().data
+    const before = await app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-api-key': key, 'x-org-slug': slug } })
+    t.equal(before.statusCode, 200, 'the key works before it is revoked')
+    return { key: key as string, keyId: apiKey.id as string }
+  })
+
+  const malformed = await cli(['revoke-key', '--key-id', 'pk_live_not_an_id'])
+  t.equal(malformed.code, 2)
+  t.match(malformed.stderr, '--key-id: invalid value')
+
+  const otherSlug = uniqueSlug()
+  const wrongOrg = await cli(['revoke-key', '--key-id', keyId, '--org', otherSlug])
+  t.equal(wrongOrg.code, 1)
+  t.match(wrongOrg.stderr, `error: no API key ${keyId} in organization ${otherSlug}`)
+
+  const revoked = await cli(['revoke-key', '--key-id', keyId, '--org', slug])
+  t.equal(revoked.code, 0, revoked.stderr)
+  t.match(revoked.stdout, `Revoked API key ${keyId} ("Production backend", pk_live_`)
+  t.notMatch(revoked.stdout, key, 'the raw key is never printed')
+
+  const again = await cli(['revoke-key', '--key-id', keyId])
+  t.equal(again.code, 0)
+  t.match(again.stdout, 'was already revoked')
+
+  await withApp(async app => {
+    const after = await app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-api-key': key, 'x-org-slug': slug } })
+    t.equal(after.statusCode, 401, 'the revoked key is refused')
+    const events = await app.db.selectFrom('audit_events').selectAll().where('target_id', '=', keyId).where('action', '=', 'api_key.revoked').execute()
+    t.equal(events.length, 1, 'one audit event, not one per call')
+    t.match(events[0], { actor_type: 'system', actor_id: null, target_type: 'api_key' })
+  })
 })

@@ -48,7 +48,8 @@ export async function listApiKeys (db: Kysely<Database>, orgId: string): Promise
 }
 
 /** 'revoked' when this call revoked it, 'already' when it was revoked before, 'missing' when the org has no such key. */
-export async function revokeApiKey (db: Kysely<Database>, input: { orgId: string, keyId: string, revokedBy: string }): Promise<'revoked' | 'already' | 'missing'> {
+/** revokedBy: the user who revoked it; null when the operator did (CLI), which the audit trail records as actor 'system'. */
+export async function revokeApiKey (db: Kysely<Database>, input: { orgId: string, keyId: string, revokedBy: string | null }): Promise<'revoked' | 'already' | 'missing'> {
   const revoked = await db.updateTable('api_keys').set({ revoked_at: new Date(), revoked_by: input.revokedBy })
     .where('id', '=', input.keyId).where('org_id', '=', input.orgId).where('revoked_at', 'is', null)
     .returning('id').executeTakeFirst()
@@ -56,6 +57,13 @@ export async function revokeApiKey (db: Kysely<Database>, input: { orgId: string
   const existing = await db.selectFrom('api_keys').select('id')
     .where('id', '=', input.keyId).where('org_id', '=', input.orgId).executeTakeFirst()
   return existing === undefined ? 'missing' : 'already'
+}
+
+/** A key with its org's slug, for tools that are given only the key id (the operator CLI). */
+export async function findApiKeyWithOrg (db: Kysely<Database>, keyId: string): Promise<{ id: string, name: string, prefix: string, orgId: string, orgSlug: string, revokedAt: Date | null } | undefined> {
+  return await db.selectFrom('api_keys as k').innerJoin('organizations as o', 'o.id', 'k.org_id')
+    .select(['k.id', 'k.name', 'k.prefix', 'k.org_id as orgId', 'o.slug as orgSlug', 'k.revoked_at as revokedAt'])
+    .where('k.id', '=', keyId).executeTakeFirst()
 }
 
 export type ApiKeyCredential = Pick<ApiKeyRow, 'id' | 'org_id' | 'key_hash' | 'prefix' | 'expires_at' | 'revoked_at' | 'last_used_at'>
