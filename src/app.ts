@@ -20,6 +20,7 @@ import admin from '../plugins/admin.ts'
 import auth from '../plugins/auth.ts'
 import orgKeys from '../plugins/org-keys.ts'
 import publicRoutes from '../plugins/public.ts'
+import org from '../plugins/org.ts'
 
 export interface BuildOptions {
   /** an already migrated database owned by the caller; otherwise one is opened from config */
@@ -97,4 +98,5 @@ const apiV1: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
   await app.register(auth, { prefix: '/auth', config })
   await app.register(orgKeys, { prefix: '/org', config })
   await app.register(publicRoutes, { prefix: '/public' })
+  await app.register(org, { prefix: '/org' })
 }

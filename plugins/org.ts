@@ -1,0 +1,85 @@
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import * as schemas from '../schemas/org.ts'
+import { countActiveAdmins, deleteMembership, findMember, listMembers, lockOrgMemberships, updateMembership, type Member } from '../db/queries/memberships.ts'
+import { revokeUserSessionsInOrg } from '../db/queries/sessions.ts'
+import { recordAuditEvent } from '../db/queries/audit.ts'
+import { Conflict, NotFound } from '../src/errors.ts'
+
+const LAST_ADMIN = 'The last active org_admin of an organization cannot be demoted, suspended or removed'
+
+function isActiveAdmin (member: Pick<Member, 'role' | 'status'>): boolean {
+  return member.role === 'org_admin' && member.status === 'active'
+}
+
+/** Routes /org and /org/members: any active member reads, org_admins change memberships. */
+const org: FastifyPluginAsyncTypebox = async (app) => {
+  app.addHook('onRequest', app.requireOrg)
+  app.addHook('onRequest', app.requireUser)
+  app.addHook('onRequest', app.requireActiveMember)
+
+  app.get('', { schema: schemas.getOrg }, async (request) => {
+    return { org: request.org! }
+  })
+
+  app.get('/members', { schema: schemas.listMembers }, async (request) => {
+    return { members: await listMembers(app.db, request.org!.id) }
+  })
+
+  await app.register(async function orgAdminOnly (scope) {
+    const admin = scope.withTypeProvider<TypeBoxTypeProvider>()
+    admin.addHook('onRequest', app.requireRole('org_admin'))
+
+    admin.patch('/members/:userId', { schema: schemas.updateMember }, async (request) => {
+      const orgId = request.org!.id
+      const { userId } = request.params
+      const { role, status } = request.body
+      const member = await app.db.transaction().execute(async trx => {
+        await lockOrgMemberships(trx, orgId)
+        const before = await findMember(trx, orgId, userId)
+        if (before === null) throw new NotFound('Not a member of this organization')
+        const after = { role: role ?? before.role, status: status ?? before.status }
+        if (isActiveAdmin(before) && !isActiveAdmin(after) && await countActiveAdmins(trx, orgId) <= 1) throw new Conflict(LAST_ADMIN)
+        await updateMembership(trx, orgId, userId, { role, status })
+        await recordAuditEvent(trx, {
+          orgId,
+          actorType: 'user',
+          actorId: request.auth!.user.id,
+          action: 'member.updated',
+          targetType: 'user',
+          targetId: userId,
+          metadata: { before: { role: before.role, status: before.status }, after }
+        })
+        return { ...before, ...after }
+      })
+      request.log.info({ orgId, userId, role: member.role, status: member.status }, 'membership updated')
+      return { member }
+    })
+
+    admin.delete('/members/:userId', { schema: schemas.removeMember }, async (request) => {
+      const orgId = request.org!.id
+      const { userId } = request.params
+      const sessionsRevoked = await app.db.transaction().execute(async trx => {
+        await lockOrgMemberships(trx, orgId)
+        const member = await findMember(trx, orgId, userId)
+        if (member === null) throw new NotFound('Not a member of this organization')
+        if (isActiveAdmin(member) && await countActiveAdmins(trx, orgId) <= 1) throw new Conflict(LAST_ADMIN)
+        await deleteMembership(trx, orgId, userId)
+        const revoked = await revokeUserSessionsInOrg(trx, orgId, userId, 'member_removed')
+        await recordAuditEvent(trx, {
+          orgId,
+          actorType: 'user',
+          actorId: request.auth!.user.id,
+          action: 'member.removed',
+          targetType: 'user',
+          targetId: userId,
+          metadata: { role: member.role, status: member.status, sessionsRevoked: revoked }
+        })
+        return revoked
+      })
+      request.log.info({ orgId, userId, sessionsRevoked }, 'member removed')
+      return { message: 'Member removed' }
+    })
+  })
+}
+
+export default org
