@@ -58,7 +58,7 @@ try {
   })
   console.log('\nSelf time by package or file:')
   for (const entry of summary.owners.slice(0, top)) console.log(`     ${ms(entry.micros)} ${pct(entry.micros)}  ${entry.owner}`)
-  console.log('\nThe app\'s own functions by inclusive time (self + what they call):')
+  console.log('\nThe app\'s own functions by inclusive time (self + what they call synchronously; awaited work such as a query counts under its library):')
   for (const entry of summary.appInclusive.slice(0, top)) console.log(`     ${ms(entry.micros)} ${pct(entry.micros)}  ${entry.name}  ${entry.location}`)
   console.log(`\nprofile: ${join(directory, file)} (open in Chrome DevTools → Performance, or speedscope)`)
 } finally {
