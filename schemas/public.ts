@@ -1,5 +1,5 @@
-import { Type } from '@sinclair/typebox'
-import { Org, OrgSlugHeader, Success, errors, withSuccessExample } from './common.ts'
+import { Type, type TObject } from '@sinclair/typebox'
+import { Membership, Org, OrgSlugHeader, PublicUser, Success, errors, withSuccessExample } from './common.ts'
 import { EXAMPLE_KEY } from './api-keys.ts'
 
 const tags = ['Public']
@@ -8,11 +8,91 @@ const headers = Type.Object({
   'x-org-slug': OrgSlugHeader,
   'x-api-key': Type.String({ description: 'An API key of that organization (`pk_live_` + 64 hex); server-side only', examples: [EXAMPLE_KEY] })
 })
-const authNote = 'Authenticated by `X-API-Key` + `X-Org-Slug`: a missing, malformed, unknown, revoked or expired key, or a key of ' +
-  'another organization, is 401 `Invalid API key` (code `invalid_api_key`) without saying which check failed; a ' +
-  'suspended organization is 403 once the key is valid. No CORS headers are sent: keys never belong in a browser.'
+const authNote = 'Authenticated by `X-API-Key` + `X-Org-Slug`: a missing, malformed, unknown, revoked or expired key, an unknown ' +
+  'org, or a key of another org is 401 `Invalid API key` (code `invalid_api_key`), never saying which check failed; a ' +
+  'suspended org is 403 once the key is valid. After 30 failed keys (API_KEY_FAILURE_MAX) in a minute, a client IP gets ' +
+  '429 with `Retry-After`. Rate-limited per key: 300 requests per 15 minutes by default (RATE_LIMIT_MAX, ' +
+  'RATE_LIMIT_WINDOW); every authenticated response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and ' +
+  '`X-RateLimit-Reset` (the Unix time in seconds at which the window ends). No CORS headers are sent: keys never ' +
+  'belong in a browser.'
 
+const rateLimitHeaders = {
+  'X-RateLimit-Limit': { type: 'integer', description: 'Requests allowed per window for this API key', examples: [300] },
+  'X-RateLimit-Remaining': { type: 'integer', description: 'Requests left in the current window', examples: [247] },
+  'X-RateLimit-Reset': { type: 'integer', description: 'Unix time (seconds) at which the current window ends', examples: [1716912000] }
+}
+const retryAfterHeader = { 'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying', examples: [312] } }
+
+/** A success response of a rate-limited route: the schema, its example and the rate-limit headers. */
+function limited<T extends ReturnType<typeof Success>> (schema: T, data: unknown): T {
+  return { ...withSuccessExample(schema, data), headers: rateLimitHeaders }
+}
+
+// 429 is either the per-key limit (with the X-RateLimit-* headers) or the per-IP guard on failed keys.
+function publicErrors (...statuses: number[]): ReturnType<typeof errors> {
+  const out = errors(...statuses, 429)
+  out[429] = {
+    ...out[429],
+    description: 'Over the per-key rate limit (with the X-RateLimit-* headers), or too many failed API keys from this IP',
+    examples: [{ status: 'error', message: 'Rate limit exceeded (300 requests per 15 minutes per API key); retry in 312 seconds', code: 'rate_limited' }],
+    headers: { ...rateLimitHeaders, ...retryAfterHeader }
+  }
+  return out
+}
+
+export const EXAMPLE_USER = { id: 'usr_01JZ8Q4K7X3W5N2M9B6V1C0D8E', name: 'Ada Lovelace', email: 'ada@acme.test', role: 'user', isEmailVerified: true }
+const EXAMPLE_MEMBERSHIP = { role: 'member', status: 'active', joinedAt: '2025-05-23T12:00:00.000Z' }
 const EXAMPLE_ORG = { id: 'org_01JZ8Q4K7X3W5N2M9B6V1C0D8E', name: 'Acme Inc.', slug: 'acme', plan: 'pro', status: 'active', appUrl: 'https://app.acme.test', createdAt: '2025-05-23T12:00:00.000Z' }
+
+const VerifiedOrg = Type.Pick(Org, ['id', 'name', 'slug', 'plan', 'status'], { description: 'The organization the token and the key belong to' })
+
+export const verify = {
+  tags,
+  security,
+  operationId: 'publicVerifyToken',
+  summary: 'Verify a user access token',
+  description: 'Verifies a user access token (from /auth/login) for this org and returns the user, their membership and ' +
+    'the org. Anything else — malformed, bad signature, expired, wrong `typ`, issued for another org, session ended by ' +
+    'logout, user no longer a member — answers 200 `{ "valid": false }`. A suspended membership still verifies, with ' +
+    '`membership.status: "suspended"`: deny access unless it is `active`, as the seed example does. ' + authNote,
+  headers,
+  body: Type.Object({
+    token: Type.String({ description: 'The user access token (JWT) to verify', examples: ['eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9…'] })
+  }, { examples: [{ token: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9…' }] }),
+  response: {
+    // Typed as a plain object, like Success(): routes return the data and the envelope wraps it.
+    200: Type.Object({
+      status: Type.Literal('success'),
+      data: Type.Union([
+        Type.Object({ valid: Type.Literal(true), user: PublicUser, membership: Membership, org: VerifiedOrg }, { description: 'The token is valid for this org' }),
+        Type.Object({ valid: Type.Literal(false) }, { description: 'The token is not valid for this org' })
+      ])
+    }, {
+      description: 'Whether the token is valid for this org (always 200 once the key is accepted)',
+      headers: rateLimitHeaders,
+      examples: [
+        { status: 'success', data: { valid: true, user: EXAMPLE_USER, membership: EXAMPLE_MEMBERSHIP, org: { id: EXAMPLE_ORG.id, name: EXAMPLE_ORG.name, slug: EXAMPLE_ORG.slug, plan: EXAMPLE_ORG.plan, status: EXAMPLE_ORG.status } } },
+        { status: 'success', data: { valid: false } }
+      ]
+    }) as TObject,
+    ...publicErrors(400, 401, 403, 413, 415, 503)
+  }
+}
+
+export const getUser = {
+  tags,
+  security,
+  operationId: 'publicGetUser',
+  summary: 'Get a user of your organization',
+  description: "A user's profile and membership, when the user is a member of the API key's org (active or suspended). " +
+    'Any other id — unknown, malformed, or a user who exists only in other orgs — is 404. ' + authNote,
+  headers,
+  params: Type.Object({ userId: Type.String({ maxLength: 64, description: 'User id', examples: [EXAMPLE_USER.id] }) }),
+  response: {
+    200: limited(Success(Type.Object({ user: PublicUser, membership: Membership })), { user: EXAMPLE_USER, membership: EXAMPLE_MEMBERSHIP }),
+    ...publicErrors(400, 401, 403, 404, 503)
+  }
+}
 
 export const getOrg = {
   tags,
@@ -22,7 +102,7 @@ export const getOrg = {
   description: "The API key's organization. " + authNote,
   headers,
   response: {
-    200: withSuccessExample(Success(Type.Object({ org: Org })), { org: EXAMPLE_ORG }),
-    ...errors(400, 401, 403, 503)
+    200: limited(Success(Type.Object({ org: Org })), { org: EXAMPLE_ORG }),
+    ...publicErrors(400, 401, 403, 503)
   }
 }

@@ -13,6 +13,7 @@ import failureLimiter from '../plugins/failure-limiter.ts'
 import orgSlug from '../plugins/org-slug.ts'
 import authJwt from '../plugins/auth-jwt.ts'
 import apiKey from '../plugins/api-key.ts'
+import rateLimit from '../plugins/rate-limit.ts'
 import health from '../plugins/health.ts'
 import drain from '../plugins/drain.ts'
 import metrics, { metricsRoute } from '../plugins/metrics.ts'
@@ -86,6 +87,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(orgSlug)
   await app.register(authJwt, { config })
   await app.register(apiKey, { config })
+  await app.register(rateLimit, { config })
   await app.register(health)
   await app.register(metricsRoute, { config })
   await app.register(apiV1, { prefix: '/api/v1', config })

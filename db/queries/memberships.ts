@@ -1,5 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { Database, MembershipRow } from '../database.ts'
+import type { SessionPrincipal } from './sessions.ts'
+import { toUser } from './users.ts'
 
 export interface Membership {
   userId: string
@@ -77,4 +79,21 @@ export async function updateMembership (db: Kysely<Database>, orgId: string, use
 export async function deleteMembership (db: Kysely<Database>, orgId: string, userId: string): Promise<boolean> {
   const result = await db.deleteFrom('memberships').where('org_id', '=', orgId).where('user_id', '=', userId).executeTakeFirst()
   return result.numDeletedRows > 0n
+}
+
+/** The same shape as a session's principal: the user and their membership. */
+export type OrgMember = SessionPrincipal
+
+/** The user and their membership when the user is a member of that org (whatever the status); null otherwise. */
+export async function findOrgMember (db: Kysely<Database>, orgId: string, userId: string): Promise<OrgMember | null> {
+  const row = await db.selectFrom('memberships as m')
+    .innerJoin('users as u', 'u.id', 'm.user_id')
+    .select(['u.id', 'u.name', 'u.email', 'u.role', 'u.is_email_verified', 'm.role as membership_role', 'm.status as membership_status', 'm.joined_at'])
+    .where('m.org_id', '=', orgId).where('m.user_id', '=', userId)
+    .executeTakeFirst()
+  if (row === undefined) return null
+  return {
+    user: toUser(row),
+    membership: { role: row.membership_role, status: row.membership_status, joinedAt: row.joined_at.toISOString() }
+  }
 }
