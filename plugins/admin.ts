@@ -41,6 +41,7 @@ const admin: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
       ...(appUrl !== undefined && { app_url: appUrl })
     })
     if (org === null) throw new NotFound('Organization not found')
+    await app.publicCache.orgChanged(org.id)
     return { org }
   })
 
@@ -58,6 +59,7 @@ const admin: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
     if (user === undefined) throw new NotFound('User not found')
     const membership = await insertMembership(app.db, { id: newId('mem'), orgId: org.id, userId: user.id, role: request.body.role ?? 'member' })
     if (membership === null) throw new Conflict('User is already a member of this organization')
+    await app.publicCache.orgChanged(org.id)
     return reply.code(201).send({ membership })
   })
 }

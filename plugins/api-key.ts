@@ -3,7 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.ts'
 import { hashApiKey, isWellFormedApiKey } from '../src/api-key-format.ts'
 import { createLastUsedRecorder } from '../src/last-used-recorder.ts'
-import { findApiKeyByHash, isApiKeyActive } from '../db/queries/api-keys.ts'
+import { findApiKeyByHash, isApiKeyActive, type ApiKeyCredential } from '../db/queries/api-keys.ts'
+import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
 import { safeEqual } from '../src/secrets.ts'
 import { InvalidApiKey, OrgSuspended, RateLimited } from '../src/errors.ts'
 import { slugHeader } from './org-slug.ts'
@@ -19,56 +20,115 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** the key that authenticated this /public request, set by requireApiKey */
     apiKey: AuthenticatedApiKey | null
+    /** the org's epoch read for this request (null: unknown, trust no cache), set by requireApiKey */
+    orgEpoch: Promise<string | null> | null
   }
   interface FastifyInstance {
     /**
      * onRequest guard for /public: X-Org-Slug and X-API-Key must name a live key of that org.
-     * Every key failure is the same 401 `Invalid API key`; a suspended org is 403 once the key is valid.
-     * A client IP with API_KEY_FAILURE_MAX failures in the last minute is 429 before any database work.
+     * Every key failure is the same 401 `Invalid API key`. A client IP with API_KEY_FAILURE_MAX
+     * failures in the last minute is 429 before any database work. Answers from this instance's
+     * cache when it can; confirmApiKey then checks the cache was current.
      */
     requireApiKey: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /**
+     * onRequest hook after requireApiKey (and the rate limit): when what the guard read from the
+     * cache is older than the org's epoch, reads it again from the database; then 403 for a
+     * suspended org.
+     */
+    confirmApiKey: (request: FastifyRequest) => Promise<void>
   }
 }
+
+const kLoaded = Symbol('apiKeyLoaded')
+interface Loaded { key: ApiKeyCredential, org: Org, keyHash: string, stamps: string[] }
 
 async function apiKey (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const lastUsed = createLastUsedRecorder({ db: app.db, log: app.log })
   app.addHook('onClose', async () => { await lastUsed.flush() })
+  const cache = app.publicCache
 
   app.decorateRequest('apiKey', null)
+  app.decorateRequest('orgEpoch', null)
+  app.decorateRequest(kLoaded, null)
 
-  async function authenticate (request: FastifyRequest): Promise<void> {
-    slugHeader(request) // a missing X-Org-Slug is 400 whatever the key
-    const presented = request.headers['x-api-key']
-    // Format and checksum first: a mistyped, truncated or invented key costs no I/O.
-    if (!isWellFormedApiKey(presented)) throw new InvalidApiKey()
-    await app.requireOrgForApiKey(request)
-    const org = request.org
-    if (org === null) throw new InvalidApiKey()
-
-    const keyHash = hashApiKey(config.apiKeyPepper, presented)
-    const key = await findApiKeyByHash(app.db, keyHash)
-    if (key === undefined || !safeEqual(key.key_hash, keyHash) || key.org_id !== org.id || !isApiKeyActive(key)) {
-      throw new InvalidApiKey()
-    }
-    if (org.status !== 'active') throw new OrgSuspended()
-    request.apiKey = { id: key.id, orgId: key.org_id, prefix: key.prefix }
-    await lastUsed.recordUse(key.id, key.last_used_at)
-  }
-
-  app.decorate('requireApiKey', async function requireApiKey (request: FastifyRequest, reply: FastifyReply) {
-    // Guessing protection: an IP that keeps presenting bad keys is stopped before any lookup.
+  async function refuseWhileGuessing (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const verdict = await app.failureLimiter.isBlocked('apiKey', request.ip)
     if (verdict.blocked) {
       reply.header('retry-after', verdict.retryAfterSeconds)
       throw new RateLimited(`Too many failed API key attempts; try again in ${verdict.retryAfterSeconds} seconds`)
     }
+  }
+
+  /** The key and its org: from the cache (stamped) or, after the guessing check, from the database. */
+  async function load (request: FastifyRequest, reply: FastifyReply, slug: string, keyHash: string): Promise<Loaded> {
+    const cachedKey = cache.keys.peek(keyHash)
+    const cachedOrg = cache.orgs.peek(slug)
+    if (cachedKey !== undefined && cachedOrg !== undefined) {
+      return { key: cachedKey.value, org: cachedOrg.value, keyHash, stamps: [cachedKey.epoch, cachedOrg.epoch] }
+    }
+    if (cache.unknownKeyHashes.has(keyHash)) throw new InvalidApiKey()
+    await refuseWhileGuessing(request, reply)
+    const stamp = cache.stampBeforeLoad()
+    const [key, org] = await Promise.all([
+      cachedKey?.value ?? findApiKeyByHash(app.db, keyHash),
+      cachedOrg?.value ?? findOrgBySlug(app.db, slug)
+    ])
+    if (key === undefined) cache.unknownKeyHashes.set(keyHash, true)
+    else if (cachedKey === undefined) cache.keys.set(keyHash, key, stamp)
+    if (org !== null && cachedOrg === undefined) cache.orgs.set(slug, org, stamp)
+    if (key === undefined || org === null) throw new InvalidApiKey()
+    // Loaded from the database in this request: current whatever the epoch says.
+    return { key, org, keyHash, stamps: [] }
+  }
+
+  function check ({ key, org, keyHash }: Loaded): void {
+    if (!safeEqual(key.key_hash, keyHash) || key.org_id !== org.id || !isApiKeyActive(key)) throw new InvalidApiKey()
+  }
+
+  async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const slug = slugHeader(request) // a missing X-Org-Slug is 400 whatever the key
+    const presented = request.headers['x-api-key']
+    // Format and checksum first: a mistyped, truncated or invented key costs no I/O.
+    if (!isWellFormedApiKey(presented) || slug === null) throw new InvalidApiKey()
+    const loaded = await load(request, reply, slug, hashApiKey(config.apiKeyPepper, presented))
+    check(loaded)
+    request.org = loaded.org
+    request.apiKey = { id: loaded.key.id, orgId: loaded.key.org_id, prefix: loaded.key.prefix }
+    request.orgEpoch = cache.readEpoch(loaded.org.id)
+    ;(request as unknown as Record<symbol, Loaded>)[kLoaded] = loaded
+  }
+
+  app.decorate('requireApiKey', async function requireApiKey (request: FastifyRequest, reply: FastifyReply) {
     try {
-      await authenticate(request)
+      await authenticate(request, reply)
     } catch (error) {
       if (error instanceof InvalidApiKey) await app.failureLimiter.recordFailure('apiKey', request.ip)
       throw error
     }
   })
+
+  app.decorate('confirmApiKey', async function confirmApiKey (request: FastifyRequest) {
+    const loaded = (request as unknown as Record<symbol, Loaded | null>)[kLoaded]
+    if (loaded === null || request.orgEpoch === null) throw new Error('confirmApiKey registered without requireApiKey')
+    const epoch = await request.orgEpoch
+    if (loaded.stamps.some(stamp => stamp !== epoch)) {
+      // Something about this org changed since these entries were cached: read them again.
+      const [key, org] = await Promise.all([findApiKeyByHash(app.db, loaded.keyHash), findOrgBySlug(app.db, loaded.org.slug)])
+      if (key === undefined || org === null) {
+        cache.keys.delete(loaded.keyHash)
+        throw new InvalidApiKey()
+      }
+      cache.keys.set(loaded.keyHash, key, epoch)
+      cache.orgs.set(org.slug, org, epoch)
+      check({ key, org, keyHash: loaded.keyHash, stamps: [] })
+      loaded.key = key
+      loaded.org = org
+      request.org = org
+    }
+    if (loaded.org.status !== 'active') throw new OrgSuspended()
+    await lastUsed.recordUse(loaded.key.id, loaded.key.last_used_at)
+  })
 }
 
-export default fp(apiKey, { name: 'api-key', fastify: '5.x', dependencies: ['db', 'org-slug', 'failure-limiter'] })
+export default fp(apiKey, { name: 'api-key', fastify: '5.x', dependencies: ['db', 'org-slug', 'failure-limiter', 'public-cache'] })

@@ -134,6 +134,7 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
 
   async function revokeForReuse (request: FastifyRequest, sessionId: string, userId: string): Promise<void> {
     if (await revokeSession(app.db, sessionId, 'refresh_token_reuse')) {
+      await app.publicCache.orgChanged(request.org!.id)
       request.log.warn({ sessionId, userId }, 'refresh token reused: session revoked')
       await recordAuditEvent(app.db, { orgId: request.org!.id, actorType: 'system', actorId: null, action: 'session.revoked', targetType: 'session', targetId: sessionId, metadata: { reason: 'refresh_token_reuse', userId } })
     }
@@ -143,6 +144,7 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     const org = request.org!
     const sessionId = await sessionToEnd(request, org.id)
     if (sessionId !== null && await revokeSession(app.db, sessionId, 'logout')) {
+      await app.publicCache.orgChanged(org.id)
       request.log.info({ sessionId, orgId: org.id }, 'user logged out')
     }
     for (const name of ['access_token', 'refresh_token', 'partial_token']) reply.clearCookie(name, cookieOptions)

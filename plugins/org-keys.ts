@@ -61,6 +61,8 @@ const orgKeys: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
       return result
     })
     if (outcome === 'missing') throw new NotFound('API key not found')
+    // Revocation is immediate: no instance may accept the key once this response is sent.
+    await app.publicCache.orgChanged(orgId)
     if (outcome === 'revoked') request.log.info({ orgId, apiKeyId: keyId }, 'API key revoked')
     return { message: 'API key revoked' }
   })

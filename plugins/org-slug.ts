@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
-import { InvalidApiKey, NotFound, OrgSuspended, ValidationFailed } from '../src/errors.ts'
+import { NotFound, OrgSuspended, ValidationFailed } from '../src/errors.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -11,9 +11,6 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest guard for /auth and /org: 400 missing, 404 unknown, 403 suspended */
     requireOrg: (request: FastifyRequest) => Promise<void>
-    /** onRequest guard for /public: 400 missing, 401 unknown (a key holder never learns which orgs exist);
-     * suspension is checked after the key, by the api-key guard */
-    requireOrgForApiKey: (request: FastifyRequest) => Promise<void>
     findOrgBySlug: (slug: string) => Promise<Org | null>
   }
 }
@@ -37,13 +34,6 @@ async function orgSlug (app: FastifyInstance): Promise<void> {
     const org = slug === null ? null : await app.findOrgBySlug(slug)
     if (org === null) throw new NotFound('Organization not found')
     if (org.status !== 'active') throw new OrgSuspended()
-    request.org = org
-  })
-
-  app.decorate('requireOrgForApiKey', async function requireOrgForApiKey (request: FastifyRequest) {
-    const slug = slugHeader(request)
-    const org = slug === null ? null : await app.findOrgBySlug(slug)
-    if (org === null) throw new InvalidApiKey()
     request.org = org
   })
 }

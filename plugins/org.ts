@@ -51,6 +51,7 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
         })
         return { ...before, ...after }
       })
+      await app.publicCache.orgChanged(orgId)
       request.log.info({ orgId, userId, role: member.role, status: member.status }, 'membership updated')
       return { member }
     })
@@ -76,6 +77,7 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
         })
         return revoked
       })
+      await app.publicCache.orgChanged(orgId)
       request.log.info({ orgId, userId, sessionsRevoked }, 'member removed')
       return { message: 'Member removed' }
     })

@@ -3,6 +3,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import * as schemas from '../schemas/public.ts'
 import type { Org } from '../db/queries/orgs.ts'
 import { findOrgMember } from '../db/queries/memberships.ts'
+import { findLiveSessionPrincipal, type SessionPrincipal } from '../db/queries/sessions.ts'
+import { NONE } from './public-cache.ts'
 import { idPattern } from '../src/ids.ts'
 import { NotFound } from '../src/errors.ts'
 
@@ -15,19 +17,35 @@ function keyOrg (request: FastifyRequest): Org {
 
 /** Routes /public/*: what an org's backend calls with its API key. No CORS: keys never belong in a browser. */
 const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  // Key first, then its budget: the per-key count runs before the body is read, so every
-  // authenticated response (400s included) carries the X-RateLimit-* headers.
+  const cache = app.publicCache
+  // Key first, then its budget (so every authenticated response, 400s included, carries the
+  // X-RateLimit-* headers), then the check that what the key guard read from the cache is current.
   app.addHook('onRequest', app.requireApiKey)
   app.addHook('onRequest', app.rateLimitApiKey)
+  app.addHook('onRequest', app.confirmApiKey)
+
+  /** A cached answer stamped with this request's org epoch, or a database load stamped with it. */
+  async function cached (request: FastifyRequest, entries: typeof cache.members, key: string, loadFromDb: () => Promise<SessionPrincipal | null>): Promise<SessionPrincipal | null> {
+    const epoch = await request.orgEpoch
+    const hit = entries.get(key, epoch)
+    if (hit !== undefined) return hit === NONE ? null : hit
+    const loaded = await loadFromDb()
+    entries.set(key, loaded ?? NONE, epoch)
+    return loaded
+  }
 
   app.post('/verify', { schema: schemas.verify }, async (request) => {
     const org = keyOrg(request)
-    const auth = await app.resolveAccessToken(request.body.token, org.id)
-    if (auth === null) return { valid: false as const }
+    const claims = app.verifyAccessToken(request.body.token)
+    const principal = claims === null || claims.org !== org.id
+      ? null
+      : await cached(request, cache.principals, `${org.id}:${claims.sid}:${claims.sub}`,
+        () => findLiveSessionPrincipal(app.db, { sessionId: claims.sid, userId: claims.sub, orgId: org.id }))
+    if (principal === null) return { valid: false as const }
     return {
       valid: true as const,
-      user: auth.user,
-      membership: auth.membership,
+      user: principal.user,
+      membership: principal.membership,
       org: { id: org.id, name: org.name, slug: org.slug, plan: org.plan, status: org.status }
     }
   })
@@ -35,7 +53,9 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/users/:userId', { schema: schemas.getUser }, async (request) => {
     const org = keyOrg(request)
     const { userId } = request.params
-    const member = USER_ID.test(userId) ? await findOrgMember(app.db, org.id, userId) : null
+    const member = USER_ID.test(userId)
+      ? await cached(request, cache.members, `${org.id}:${userId}`, () => findOrgMember(app.db, org.id, userId))
+      : null
     if (member === null) throw new NotFound('User not found')
     return { user: member.user, membership: member.membership }
   })

@@ -5,13 +5,14 @@ import cookie from '@fastify/cookie'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.ts'
 import type { DatabaseHandle } from '../db/connect.ts'
-import envelope, { frameworkErrors, wrapSuccess } from '../plugins/envelope.ts'
+import envelope, { wrapSuccess } from '../plugins/envelope.ts'
 import swagger from '../plugins/swagger.ts'
 import dbPlugin from '../plugins/db.ts'
 import redisPlugin from '../plugins/redis.ts'
 import failureLimiter from '../plugins/failure-limiter.ts'
 import orgSlug from '../plugins/org-slug.ts'
 import authJwt from '../plugins/auth-jwt.ts'
+import publicCache from '../plugins/public-cache.ts'
 import apiKey from '../plugins/api-key.ts'
 import rateLimit from '../plugins/rate-limit.ts'
 import health from '../plugins/health.ts'
@@ -60,7 +61,6 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     connectionTimeout: 60_000,
     keepAliveTimeout: 72_000,
     return503OnClosing: true,
-    frameworkErrors,
     ajv: { customOptions: { removeAdditional: true, coerceTypes: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
@@ -86,6 +86,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(failureLimiter, { config })
   await app.register(orgSlug)
   await app.register(authJwt, { config })
+  await app.register(publicCache, { config })
   await app.register(apiKey, { config })
   await app.register(rateLimit, { config })
   await app.register(health)

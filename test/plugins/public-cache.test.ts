@@ -1,0 +1,115 @@
+import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { build, createOrgWithMember, createApiKey, adminHeaders, sessionToken, createUser, addMember, REDIS_URL, type Fixture } from '../helper.ts'
+
+interface Setup { fixture: Fixture, key: string, keyId: string, token: string, adminToken: string }
+
+async function setup (app: FastifyInstance): Promise<Setup> {
+  const fixture = await createOrgWithMember(app)
+  const { key, id } = await createApiKey(app, fixture)
+  const { token: adminToken } = await sessionToken(app, { userId: fixture.user.id, orgId: fixture.org.id, slug: fixture.org.slug, role: 'org_admin' })
+  const login = await app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-org-slug': fixture.org.slug }, payload: { email: fixture.user.email, password: fixture.user.password } })
+  if (login.statusCode !== 200) throw new Error(`login: ${login.body}`)
+  return { fixture, key, keyId: id, token: login.json().data.accessToken, adminToken }
+}
+
+function publicRequest (app: FastifyInstance, s: Setup, route: 'org' | 'user' | 'verify', key = s.key) {
+  const headers = { 'x-org-slug': s.fixture.org.slug, 'x-api-key': key }
+  if (route === 'verify') return app.inject({ method: 'POST', url: '/api/v1/public/verify', headers, payload: { token: s.token } })
+  return app.inject({ method: 'GET', url: route === 'org' ? '/api/v1/public/org' : `/api/v1/public/users/${s.fixture.user.id}`, headers })
+}
+
+async function queriesDuring (app: FastifyInstance, run: () => Promise<unknown>): Promise<number> {
+  const before = app.database.stats.queries
+  await run()
+  return app.database.stats.queries - before
+}
+
+t.test('steady state: /public/* answers from the cache with no database query', async t => {
+  const app = await build(t)
+  const s = await setup(app)
+  for (const route of ['org', 'user', 'verify'] as const) {
+    for (let i = 0; i < 3; i++) t.equal((await publicRequest(app, s, route)).statusCode, 200, `warm-up ${route}`)
+    const queries = await queriesDuring(app, async () => {
+      for (let i = 0; i < 20; i++) {
+        const res = await publicRequest(app, s, route)
+        t.equal(res.statusCode, 200)
+        if (route === 'verify') t.equal(res.json().data.valid, true)
+      }
+    })
+    t.equal(queries, 0, `20 × ${route}: no database query`)
+  }
+})
+
+/** Every write below must be seen by the very next /public request on `reader`. */
+async function invalidations (t: Test, writer: FastifyInstance, reader: FastifyInstance): Promise<void> {
+  t.test('revoking a key', async t => {
+    const s = await setup(writer)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
+    const revoke = await writer.inject({ method: 'DELETE', url: `/api/v1/org/api-keys/${s.keyId}`, headers: { authorization: `Bearer ${s.adminToken}`, 'x-org-slug': s.fixture.org.slug } })
+    t.equal(revoke.statusCode, 200)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 401)
+  })
+
+  t.test('suspending and renaming the org', async t => {
+    const s = await setup(writer)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
+    await writer.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${s.fixture.org.slug}`, headers: adminHeaders, payload: { name: 'Renamed' } })
+    t.equal((await publicRequest(reader, s, 'org')).json().data.org.name, 'Renamed')
+    await writer.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${s.fixture.org.slug}`, headers: adminHeaders, payload: { status: 'suspended' } })
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 403)
+    await writer.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${s.fixture.org.slug}`, headers: adminHeaders, payload: { status: 'active' } })
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
+  })
+
+  t.test('logging out', async t => {
+    const s = await setup(writer)
+    t.equal((await publicRequest(reader, s, 'verify')).json().data.valid, true)
+    t.equal((await publicRequest(reader, s, 'verify')).json().data.valid, true)
+    const logout = await writer.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: { authorization: `Bearer ${s.token}`, 'x-org-slug': s.fixture.org.slug } })
+    t.equal(logout.statusCode, 200)
+    t.same((await publicRequest(reader, s, 'verify')).json().data, { valid: false })
+  })
+
+  t.test('suspending, then removing a member', async t => {
+    const s = await setup(writer)
+    const member = await createUser(writer)
+    await addMember(writer, s.fixture.org.slug, member.id, 'member')
+    const login = await writer.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-org-slug': s.fixture.org.slug }, payload: { email: member.email, password: member.password } })
+    const memberToken = login.json().data.accessToken
+    const verify = () => reader.inject({ method: 'POST', url: '/api/v1/public/verify', headers: { 'x-org-slug': s.fixture.org.slug, 'x-api-key': s.key }, payload: { token: memberToken } })
+    const admin = { authorization: `Bearer ${s.adminToken}`, 'x-org-slug': s.fixture.org.slug }
+    t.equal((await verify()).json().data.membership.status, 'active')
+    t.equal((await verify()).json().data.membership.status, 'active')
+    const suspend = await writer.inject({ method: 'PATCH', url: `/api/v1/org/members/${member.id}`, headers: admin, payload: { status: 'suspended' } })
+    t.equal(suspend.statusCode, 200)
+    t.match((await verify()).json().data, { valid: true, membership: { status: 'suspended' } })
+    const remove = await writer.inject({ method: 'DELETE', url: `/api/v1/org/members/${member.id}`, headers: admin })
+    t.equal(remove.statusCode, 200)
+    t.same((await verify()).json().data, { valid: false })
+  })
+
+  t.test('adding a member', async t => {
+    const s = await setup(writer)
+    const newcomer = await createUser(writer)
+    const url = `/api/v1/public/users/${newcomer.id}`
+    const headers = { 'x-org-slug': s.fixture.org.slug, 'x-api-key': s.key }
+    t.equal((await reader.inject({ method: 'GET', url, headers })).statusCode, 404)
+    t.equal((await reader.inject({ method: 'GET', url, headers })).statusCode, 404)
+    await addMember(writer, s.fixture.org.slug, newcomer.id)
+    t.equal((await reader.inject({ method: 'GET', url, headers })).statusCode, 200)
+  })
+}
+
+t.test('every write is seen by the next /public request (one instance)', async t => {
+  const app = await build(t)
+  await invalidations(t, app, app)
+})
+
+t.test('every write on instance A is seen by the next /public request on instance B (shared Redis)', { skip: REDIS_URL === null ? 'REDIS_URL is not set: two instances share revocations only through Redis' : false }, async t => {
+  const a = await build(t)
+  const b = await build(t)
+  await invalidations(t, a, b)
+})
