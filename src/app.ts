@@ -5,7 +5,7 @@ import cookie from '@fastify/cookie'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.ts'
 import type { DatabaseHandle } from '../db/connect.ts'
-import envelope, { wrapSuccess } from '../plugins/envelope.ts'
+import envelope, { frameworkErrors, wrapSuccess } from '../plugins/envelope.ts'
 import swagger from '../plugins/swagger.ts'
 import dbPlugin from '../plugins/db.ts'
 import redisPlugin from '../plugins/redis.ts'
@@ -61,6 +61,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     connectionTimeout: 60_000,
     keepAliveTimeout: 72_000,
     return503OnClosing: true,
+    frameworkErrors,
     ajv: { customOptions: { removeAdditional: true, coerceTypes: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
