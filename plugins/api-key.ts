@@ -1,11 +1,10 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.ts'
-import { hashApiKey, isWellFormedApiKey } from '../src/api-key-format.ts'
+import { apiKeyCacheId, hashApiKey, isWellFormedApiKey } from '../src/api-key-format.ts'
 import { createLastUsedRecorder } from '../src/last-used-recorder.ts'
 import { findApiKeyByHash, isApiKeyActive, type ApiKeyCredential } from '../db/queries/api-keys.ts'
 import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
-import { safeEqual } from '../src/secrets.ts'
 import { InvalidApiKey, OrgSuspended, RateLimited } from '../src/errors.ts'
 import { slugHeader } from './org-slug.ts'
 
@@ -41,7 +40,7 @@ declare module 'fastify' {
 }
 
 const kLoaded = Symbol('apiKeyLoaded')
-interface Loaded { key: ApiKeyCredential, org: Org, keyHash: string, stamps: string[] }
+interface Loaded { key: ApiKeyCredential, org: Org, cacheId: string, stamps: string[] }
 
 async function apiKey (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const lastUsed = createLastUsedRecorder({ db: app.db, log: app.log })
@@ -60,30 +59,35 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     }
   }
 
-  /** The key and its org: from the cache (stamped) or, after the guessing check, from the database. */
-  async function load (request: FastifyRequest, reply: FastifyReply, slug: string, keyHash: string): Promise<Loaded> {
-    const cachedKey = cache.keys.peek(keyHash)
+  /**
+   * The key and its org: from the cache (stamped) or, after the guessing check, from the database.
+   * Keys are found by digest, never compared as strings: the cache by apiKeyCacheId, the
+   * database by the peppered HMAC under a unique index, so no comparison can leak by timing.
+   */
+  async function load (request: FastifyRequest, reply: FastifyReply, slug: string, presented: string): Promise<Loaded> {
+    const cacheId = apiKeyCacheId(presented)
+    const cachedKey = cache.keys.peek(cacheId)
     const cachedOrg = cache.orgs.peek(slug)
     if (cachedKey !== undefined && cachedOrg !== undefined) {
-      return { key: cachedKey.value, org: cachedOrg.value, keyHash, stamps: [cachedKey.epoch, cachedOrg.epoch] }
+      return { key: cachedKey.value, org: cachedOrg.value, cacheId, stamps: [cachedKey.epoch, cachedOrg.epoch] }
     }
-    if (cache.unknownKeyHashes.has(keyHash)) throw new InvalidApiKey()
+    if (cache.unknownKeyHashes.has(cacheId)) throw new InvalidApiKey()
     await refuseWhileGuessing(request, reply)
     const stamp = cache.stampBeforeLoad()
     const [key, org] = await Promise.all([
-      cachedKey?.value ?? findApiKeyByHash(app.db, keyHash),
+      cachedKey?.value ?? findApiKeyByHash(app.db, hashApiKey(config.apiKeyPepper, presented)),
       cachedOrg?.value ?? findOrgBySlug(app.db, slug)
     ])
-    if (key === undefined) cache.unknownKeyHashes.set(keyHash, true)
-    else if (cachedKey === undefined) cache.keys.set(keyHash, key, stamp)
+    if (key === undefined) cache.unknownKeyHashes.set(cacheId, true)
+    else if (cachedKey === undefined) cache.keys.set(cacheId, key, stamp)
     if (org !== null && cachedOrg === undefined) cache.orgs.set(slug, org, stamp)
     if (key === undefined || org === null) throw new InvalidApiKey()
     // Loaded from the database in this request: current whatever the epoch says.
-    return { key, org, keyHash, stamps: [] }
+    return { key, org, cacheId, stamps: [] }
   }
 
-  function check ({ key, org, keyHash }: Loaded): void {
-    if (!safeEqual(key.key_hash, keyHash) || key.org_id !== org.id || !isApiKeyActive(key)) throw new InvalidApiKey()
+  function check ({ key, org }: Loaded): void {
+    if (key.org_id !== org.id || !isApiKeyActive(key)) throw new InvalidApiKey()
   }
 
   async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -91,7 +95,7 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     const presented = request.headers['x-api-key']
     // Format and checksum first: a mistyped, truncated or invented key costs no I/O.
     if (!isWellFormedApiKey(presented) || slug === null) throw new InvalidApiKey()
-    const loaded = await load(request, reply, slug, hashApiKey(config.apiKeyPepper, presented))
+    const loaded = await load(request, reply, slug, presented)
     check(loaded)
     request.org = loaded.org
     request.apiKey = { id: loaded.key.id, orgId: loaded.key.org_id, prefix: loaded.key.prefix }
@@ -114,14 +118,14 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     const epoch = await request.orgEpoch
     if (loaded.stamps.some(stamp => stamp !== epoch)) {
       // Something about this org changed since these entries were cached: read them again.
-      const [key, org] = await Promise.all([findApiKeyByHash(app.db, loaded.keyHash), findOrgBySlug(app.db, loaded.org.slug)])
+      const [key, org] = await Promise.all([findApiKeyByHash(app.db, loaded.key.key_hash), findOrgBySlug(app.db, loaded.org.slug)])
       if (key === undefined || org === null) {
-        cache.keys.delete(loaded.keyHash)
+        cache.keys.delete(loaded.cacheId)
         throw new InvalidApiKey()
       }
-      cache.keys.set(loaded.keyHash, key, epoch)
+      cache.keys.set(loaded.cacheId, key, epoch)
       cache.orgs.set(org.slug, org, epoch)
-      check({ key, org, keyHash: loaded.keyHash, stamps: [] })
+      check({ key, org, cacheId: loaded.cacheId, stamps: [] })
       loaded.key = key
       loaded.org = org
       request.org = org

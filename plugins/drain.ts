@@ -21,8 +21,9 @@ const IDLE_AFTER_MS = 1000
 
 async function drain (app: FastifyInstance): Promise<void> {
   let draining = false
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   app.decorate('drain', async function drain (ms: number, settleMs = 5000) {

@@ -16,7 +16,7 @@ export const NONE = 'none'
  * only entries stamped with it. An entry is stamped with the epoch read before its database load.
  */
 export interface PublicCache {
-  /** by key hash */
+  /** by apiKeyCacheId of the presented key */
   keys: EpochCache<ApiKeyCredential>
   /** by slug */
   orgs: EpochCache<Org>
@@ -24,7 +24,7 @@ export interface PublicCache {
   principals: EpochCache<SessionPrincipal | typeof NONE>
   /** `${orgId}:${userId}` → the member, or NONE */
   members: EpochCache<SessionPrincipal | typeof NONE>
-  /** hashes that name no key: a flood of made-up keys reaches the database once each */
+  /** apiKeyCacheIds that name no key: a flood of made-up keys reaches the database once each */
   unknownKeyHashes: LRUCache<string, true>
   /** the org's current epoch, or null when it cannot be known (Redis down): trust no entry then */
   readEpoch: (orgId: string) => Promise<string | null>

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import fastJson from 'fast-json-stringify'
 import * as schemas from '../schemas/public.ts'
 import type { Org } from '../db/queries/orgs.ts'
 import { findOrgMember } from '../db/queries/memberships.ts'
@@ -9,6 +10,7 @@ import { idPattern } from '../src/ids.ts'
 import { NotFound } from '../src/errors.ts'
 
 const USER_ID = new RegExp(idPattern('usr'))
+const serializeVerifyAnswer = fastJson(schemas.verifyAnswerSerialization)
 
 function keyOrg (request: FastifyRequest): Org {
   if (request.org === null || request.apiKey === null) throw new Error('public routes registered without requireApiKey')
@@ -34,13 +36,15 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return loaded
   }
 
-  app.post('/verify', { schema: schemas.verify }, async (request) => {
+  app.post('/verify', { schema: schemas.verify }, async (request, reply) => {
     const org = keyOrg(request)
     const claims = app.verifyAccessToken(request.body.token)
     const principal = claims === null || claims.org !== org.id
       ? null
       : await cached(request, cache.principals, `${org.id}:${claims.sid}:${claims.sub}`,
         () => findLiveSessionPrincipal(app.db, { sessionId: claims.sid, userId: claims.sub, orgId: org.id }))
+    // Only for the answer: an error thrown above is serialized as the envelope, not with this.
+    reply.serializer(serializeVerifyAnswer)
     if (principal === null) return { valid: false as const }
     return {
       valid: true as const,

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { Id, OrgSlugHeader, Success, Timestamp, errors, withSuccessExample } from './common.ts'
+import { Id, NullableString, OrgSlugHeader, Success, Timestamp, errors, withSuccessExample } from './common.ts'
 
 // The seed page's examples. Its sample key is two hex short of the format; this one keeps
 // its first characters and carries a valid checksum.
@@ -15,8 +15,8 @@ const roleNote = 'Requires an active membership with role `org_admin` in the org
 const KeyId = Id('key', 'API key id')
 const KeyName = Type.String({ minLength: 1, maxLength: 100, description: 'A label to identify this key, 1–100 characters; surrounding whitespace is trimmed and a blank name is rejected', examples: ['Production backend'] })
 const Prefix = Type.String({ description: 'The first 10 characters of the key (`pk_live_` + 2 hex), safe to display', examples: ['pk_live_a3'] })
-const ExpiresAt = Type.Union([Timestamp, Type.Null()], { description: 'When the key stops working, or null for a key that never expires', examples: [null] })
-const LastUsedAt = Type.Union([Timestamp, Type.Null()], { description: 'Last successful use (set on first use, then kept within 60 s of the truth), or null if never used', examples: [null] })
+const ExpiresAt = NullableString(Timestamp, { description: 'When the key stops working, or null for a key that never expires', examples: [null] })
+const LastUsedAt = NullableString(Timestamp, { description: 'Last successful use (set on first use, then kept within 60 s of the truth), or null if never used', examples: [null] })
 
 export const ApiKey = Type.Object({
   id: KeyId,

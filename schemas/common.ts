@@ -1,8 +1,21 @@
-import { Type, type TSchema, type TObject, type TString } from '@sinclair/typebox'
+import { Type, type Static, type TSchema, type TObject, type TString, type TUnsafe } from '@sinclair/typebox'
 import { idPattern, type IdPrefix } from '../src/ids.ts'
 
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601 UTC timestamp with milliseconds', examples: ['2025-05-23T12:00:00.000Z'] })
-export const NullableTimestamp = Type.Union([Timestamp, Type.Null()], { description: 'ISO 8601 UTC timestamp with milliseconds, or null', examples: [null] })
+// Response schemas avoid anyOf: fast-json-stringify picks an anyOf branch by running the validator
+// on the value for every response, where a type list or an enum costs a typeof or nothing.
+
+/** A string or null, as one JSON Schema type list (`["string", "null"]`) rather than an anyOf. */
+export function NullableString<T extends TString> (schema: T, options: { description: string, examples?: unknown[] }): TUnsafe<Static<T> | null> {
+  return Type.Unsafe<Static<T> | null>({ ...schema, type: ['string', 'null'], ...options })
+}
+
+/** One of a few strings, as a JSON Schema enum rather than an anyOf of literals. */
+export function StringEnum<const T extends readonly string[]> (values: T, options: { description: string }): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options })
+}
+
+export const NullableTimestamp = NullableString(Timestamp, { description: 'ISO 8601 UTC timestamp with milliseconds, or null', examples: [null] })
 
 export function Id (prefix: IdPrefix, description: string): TString {
   return Type.String({ pattern: idPattern(prefix), description, examples: [`${prefix}_01JZ8Q4K7X3W5N2M9B6V1C0D8E`] })
@@ -16,8 +29,8 @@ export const Slug = Type.String({
   examples: ['acme']
 })
 export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Email address (unique, case-insensitive)', examples: ['ada@acme.test'] })
-export const OrgRole = Type.Union([Type.Literal('org_admin'), Type.Literal('member')], { description: 'Role in the organization' })
-export const ActiveStatus = Type.Union([Type.Literal('active'), Type.Literal('suspended')], { description: 'active or suspended' })
+export const OrgRole = StringEnum(['org_admin', 'member'], { description: 'Role in the organization' })
+export const ActiveStatus = StringEnum(['active', 'suspended'], { description: 'active or suspended' })
 
 export const Org = Type.Object({
   id: Id('org', 'Organization id'),
@@ -25,7 +38,7 @@ export const Org = Type.Object({
   name: Type.String({ description: 'Display name', examples: ['Acme Inc.'] }),
   plan: Type.String({ description: 'Plan, e.g. free, pro, enterprise', examples: ['pro'] }),
   status: ActiveStatus,
-  appUrl: Type.Union([Type.String({ format: 'uri' }), Type.Null()], { description: 'The org application URL, or null', examples: ['https://app.acme.test'] }),
+  appUrl: NullableString(Type.String({ format: 'uri' }), { description: 'The org application URL, or null', examples: ['https://app.acme.test'] }),
   createdAt: Timestamp
 }, { description: 'An organization (tenant)' })
 

@@ -79,6 +79,21 @@ export const verify = {
   }
 }
 
+/**
+ * What POST /public/verify's 200 is serialized with: the documented union flattened into one
+ * object, so fast-json-stringify writes it without validating it against each branch first.
+ * Same fields, same filtering of anything the schema does not name.
+ */
+export const verifyAnswerSerialization = Type.Object({
+  status: Type.String(),
+  data: Type.Object({
+    valid: Type.Boolean(),
+    user: Type.Optional(PublicUser),
+    membership: Type.Optional(Membership),
+    org: Type.Optional(VerifiedOrg)
+  })
+})
+
 export const getUser = {
   tags,
   security,

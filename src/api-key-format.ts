@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHmac, hash, randomBytes } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 
 // pk_live_ + 56 random hex (224 bits) + 8 hex of CRC32 over everything before it.
@@ -36,4 +36,13 @@ export function hashApiKey (pepper: string, key: string): string {
 
 export function apiKeyDisplayPrefix (key: string): string {
   return key.slice(0, DISPLAY_PREFIX_LENGTH)
+}
+
+/**
+ * The key's name in this process's memory (caches of known and unknown keys): SHA-256, one
+ * shot, about a sixth of the HMAC's cost. Never stored or sent anywhere; for 224 random bits
+ * a pepper adds nothing to a digest that lives only in memory next to the raw request.
+ */
+export function apiKeyCacheId (key: string): string {
+  return hash('sha256', key, 'base64')
 }
