@@ -3,10 +3,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.ts'
 import { apiKeyCacheId, hashApiKey, isWellFormedApiKey } from '../src/api-key-format.ts'
 import { createLastUsedRecorder } from '../src/last-used-recorder.ts'
-import { findApiKeyByHash, isApiKeyActive, type ApiKeyCredential } from '../db/queries/api-keys.ts'
+import { findApiKeyByHash, type ApiKeyCredential } from '../db/queries/api-keys.ts'
 import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
 import { InvalidApiKey, OrgSuspended, RateLimited } from '../src/errors.ts'
 import { slugHeader } from './org-slug.ts'
+import type { ApiKeyOutcome } from './metrics.ts'
 
 export interface AuthenticatedApiKey {
   id: string
@@ -42,6 +43,23 @@ declare module 'fastify' {
 const kLoaded = Symbol('apiKeyLoaded')
 interface Loaded { key: ApiKeyCredential, org: Org, cacheId: string, stamps: string[] }
 
+// Why a key was refused, for the metrics only: the client always sees the same 401.
+type Refusal = Exclude<ApiKeyOutcome, 'ok' | 'rate_limited'>
+const kRefusal = Symbol('apiKeyRefusal')
+function refuse (reason: Refusal): InstanceType<typeof InvalidApiKey> {
+  return Object.assign(new InvalidApiKey(), { [kRefusal]: reason })
+}
+function refusalOf (error: InstanceType<typeof InvalidApiKey>): Refusal {
+  return (error as { [kRefusal]?: Refusal })[kRefusal] ?? 'invalid'
+}
+
+function refusalFor ({ key, org }: Pick<Loaded, 'key' | 'org'>, now = Date.now()): Refusal | null {
+  if (key.org_id !== org.id) return 'invalid'
+  if (key.revoked_at !== null) return 'revoked'
+  if (key.expires_at !== null && key.expires_at.getTime() <= now) return 'expired'
+  return null
+}
+
 async function apiKey (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const lastUsed = createLastUsedRecorder({ db: app.db, log: app.log })
   app.addHook('onClose', async () => { await lastUsed.flush() })
@@ -54,6 +72,8 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
   async function refuseWhileGuessing (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const verdict = await app.failureLimiter.isBlocked('apiKey', request.ip)
     if (verdict.blocked) {
+      app.metrics.apiKeyOutcome('rate_limited')
+      app.metrics.rateLimited('api_key_failures')
       reply.header('retry-after', verdict.retryAfterSeconds)
       throw new RateLimited(`Too many failed API key attempts; try again in ${verdict.retryAfterSeconds} seconds`)
     }
@@ -86,8 +106,9 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     return { key, org, cacheId, stamps: [] }
   }
 
-  function check ({ key, org }: Loaded): void {
-    if (key.org_id !== org.id || !isApiKeyActive(key)) throw new InvalidApiKey()
+  function check (loaded: Pick<Loaded, 'key' | 'org'>): void {
+    const refusal = refusalFor(loaded)
+    if (refusal !== null) throw refuse(refusal)
   }
 
   async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -107,7 +128,10 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     try {
       await authenticate(request, reply)
     } catch (error) {
-      if (error instanceof InvalidApiKey) await app.failureLimiter.recordFailure('apiKey', request.ip)
+      if (error instanceof InvalidApiKey) {
+        app.metrics.apiKeyOutcome(refusalOf(error))
+        await app.failureLimiter.recordFailure('apiKey', request.ip)
+      }
       throw error
     }
   })
@@ -121,18 +145,24 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
       const [key, org] = await Promise.all([findApiKeyByHash(app.db, loaded.key.key_hash), findOrgBySlug(app.db, loaded.org.slug)])
       if (key === undefined || org === null) {
         cache.keys.delete(loaded.cacheId)
+        app.metrics.apiKeyOutcome('invalid')
         throw new InvalidApiKey()
       }
       cache.keys.set(loaded.cacheId, key, epoch)
       cache.orgs.set(org.slug, org, epoch)
-      check({ key, org, cacheId: loaded.cacheId, stamps: [] })
+      const refusal = refusalFor({ key, org })
+      if (refusal !== null) {
+        app.metrics.apiKeyOutcome(refusal)
+        throw refuse(refusal)
+      }
       loaded.key = key
       loaded.org = org
       request.org = org
     }
     if (loaded.org.status !== 'active') throw new OrgSuspended()
+    app.metrics.apiKeyOutcome('ok')
     await lastUsed.recordUse(loaded.key.id, loaded.key.last_used_at)
   })
 }
 
-export default fp(apiKey, { name: 'api-key', fastify: '5.x', dependencies: ['db', 'org-slug', 'failure-limiter', 'public-cache'] })
+export default fp(apiKey, { name: 'api-key', fastify: '5.x', dependencies: ['db', 'metrics', 'org-slug', 'failure-limiter', 'public-cache'] })

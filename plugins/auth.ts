@@ -61,6 +61,7 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     ])
     if (!perEmail.blocked && !perIp.blocked) return
     const retryAfter = Math.max(perEmail.retryAfterSeconds, perIp.retryAfterSeconds)
+    app.metrics.rateLimited(perEmail.blocked ? 'login' : 'login_ip')
     reply.header('retry-after', String(retryAfter))
     throw new RateLimited(`Too many failed login attempts; try again in ${retryAfter} seconds`)
   }

@@ -52,6 +52,8 @@ async function rateLimit (app: FastifyInstance, { config }: { config: Config }):
     reply.header('x-ratelimit-remaining', limit.remaining)
     reply.header('x-ratelimit-reset', resetAt)
     if (limit.isExceeded) {
+      app.metrics.apiKeyOutcome('rate_limited')
+      app.metrics.rateLimited('api_key')
       const retryAfter = Math.max(1, limit.ttlInSeconds)
       reply.header('retry-after', retryAfter)
       throw new RateLimited(`Rate limit exceeded (${policy} per API key); retry in ${retryAfter} seconds`)
@@ -59,4 +61,4 @@ async function rateLimit (app: FastifyInstance, { config }: { config: Config }):
   })
 }
 
-export default fp(rateLimit, { name: 'rate-limit', fastify: '5.x', dependencies: ['redis', 'api-key'] })
+export default fp(rateLimit, { name: 'rate-limit', fastify: '5.x', dependencies: ['redis', 'metrics', 'api-key'] })

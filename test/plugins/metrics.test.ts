@@ -1,6 +1,8 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { build, adminHeaders, uniqueSlug, DATABASE_URL } from '../helper.ts'
+import { build, adminHeaders, createApiKey, createOrgWithMember, sessionToken, uniqueSlug, DATABASE_URL } from '../helper.ts'
+import { API_KEY_OUTCOMES } from '../../plugins/metrics.ts'
+import { generateApiKey } from '../../src/api-key-format.ts'
 
 const METRICS_TOKEN = 'metrics-token-0123456789abcdef'
 
@@ -68,6 +70,51 @@ t.test('API-key outcomes, cache hits and rate-limit rejections are counted throu
   t.equal(sample(text, 'tenantkey_cache_requests_total{cache="api_keys",result="miss"}'), 1)
   t.equal(sample(text, 'tenantkey_cache_hit_ratio{cache="api_keys"}'), 0.75)
   t.equal(sample(text, 'tenantkey_rate_limit_rejections_total{limiter="api_key"}'), 1)
+})
+
+t.test('the /public guard, the per-key limit and the login throttle count each outcome as it happens', async t => {
+  const app = await build(t, { rateLimitMax: 2, apiKeyFailureMax: 3, loginFailureMax: 1 })
+  const fixture = await createOrgWithMember(app)
+  const slug = fixture.org.slug
+  const { token } = await sessionToken(app, { userId: fixture.user.id, orgId: fixture.org.id, slug, role: 'org_admin' })
+  const publicOrg = async (key: string, remoteAddress: string): Promise<number> => (await app.inject({
+    method: 'GET', url: '/api/v1/public/org', headers: { 'x-org-slug': slug, 'x-api-key': key }, remoteAddress
+  })).statusCode
+  const counts = async (): Promise<Record<string, number | undefined>> => {
+    const text = await scrape(app)
+    const out: Record<string, number | undefined> = {}
+    for (const outcome of API_KEY_OUTCOMES) out[outcome] = sample(text, `tenantkey_api_key_verifications_total{outcome="${outcome}"}`)
+    for (const limiter of ['api_key', 'api_key_failures', 'login']) out[`429:${limiter}`] = sample(text, `tenantkey_rate_limit_rejections_total{limiter="${limiter}"}`) ?? 0
+    return out
+  }
+  t.same(await counts(), { ok: 0, invalid: 0, revoked: 0, expired: 0, rate_limited: 0, '429:api_key': 0, '429:api_key_failures': 0, '429:login': 0 })
+
+  // ok twice, then over the per-key budget of 2
+  const live = await createApiKey(app, fixture, { name: 'live' })
+  t.equal(await publicOrg(live.key, '10.9.0.1'), 200)
+  t.equal(await publicOrg(live.key, '10.9.0.1'), 200)
+  t.equal(await publicOrg(live.key, '10.9.0.1'), 429)
+  // revoked after a use: the cached copy is caught by the org epoch check
+  const revoked = await createApiKey(app, fixture, { name: 'revoked' })
+  t.equal(await publicOrg(revoked.key, '10.9.0.2'), 200)
+  const revoke = await app.inject({ method: 'DELETE', url: `/api/v1/org/api-keys/${revoked.id}`, headers: { authorization: `Bearer ${token}`, 'x-org-slug': slug } })
+  t.equal(revoke.statusCode, 200)
+  t.equal(await publicOrg(revoked.key, '10.9.0.2'), 401)
+  // expired before its first use: refused on the database read
+  const expired = await createApiKey(app, fixture, { name: 'expired' })
+  await app.db.updateTable('api_keys').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', expired.id).execute()
+  t.equal(await publicOrg(expired.key, '10.9.0.3'), 401)
+  // three malformed keys from one address, then that address is refused before any lookup
+  for (const key of ['pk_live_nope', 'not-a-key', live.key.slice(0, -1) + (live.key.endsWith('0') ? '1' : '0')]) t.equal(await publicOrg(key, '10.9.0.4'), 401)
+  t.equal(await publicOrg(generateApiKey(), '10.9.0.4'), 429)
+  // one failed login is the budget (LOGIN_FAILURE_MAX=1): the next attempt is throttled
+  const login = async (): Promise<number> => (await app.inject({
+    method: 'POST', url: '/api/v1/auth/login', headers: { 'x-org-slug': slug }, payload: { email: fixture.user.email, password: 'not the password' }, remoteAddress: '10.9.0.5'
+  })).statusCode
+  t.equal(await login(), 401)
+  t.equal(await login(), 429)
+
+  t.same(await counts(), { ok: 3, invalid: 3, revoked: 1, expired: 1, rate_limited: 2, '429:api_key': 1, '429:api_key_failures': 1, '429:login': 1 })
 })
 
 t.test('each app counts its own requests', async t => {
