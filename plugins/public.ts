@@ -22,9 +22,12 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const cache = app.publicCache
   // Key first, then its budget (so every authenticated response, 400s included, carries the
   // X-RateLimit-* headers), then the check that what the key guard read from the cache is current.
-  app.addHook('onRequest', app.requireApiKey)
-  app.addHook('onRequest', app.rateLimitApiKey)
-  app.addHook('onRequest', app.confirmApiKey)
+  // One hook, not three: each hook is a trip through Fastify's hook runner on the hottest path.
+  app.addHook('onRequest', async function guardPublicRequest (request, reply) {
+    await app.requireApiKey(request, reply)
+    await app.rateLimitApiKey(request, reply)
+    await app.confirmApiKey(request)
+  })
 
   /** A cached answer stamped with this request's org epoch, or a database load stamped with it. */
   async function cached (request: FastifyRequest, entries: typeof cache.members, key: string, loadFromDb: () => Promise<SessionPrincipal | null>): Promise<SessionPrincipal | null> {
