@@ -1,7 +1,7 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type ObjectOptions } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 
-const Status = (value: string) => Type.Object({ status: Type.Literal(value) })
+const Status = (value: string, options: ObjectOptions) => Type.Object({ status: Type.Literal(value) }, options)
 
 /** /health (liveness, no dependencies) and /ready (database and Redis answer). */
 const health: FastifyPluginAsyncTypebox = async (app) => {
@@ -10,8 +10,9 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['Operations'],
       operationId: 'health',
       summary: 'Liveness',
-      description: 'Answers 200 while the process runs; touches no dependency.',
-      response: { 200: Status('ok') }
+      description: 'Answers 200 while the process runs; touches no dependency, so a database outage does not get the ' +
+        'process restarted. No authentication.',
+      response: { 200: Status('ok', { description: 'The process is alive', examples: [{ status: 'ok' }] }) }
     }
   }, async () => ({ status: 'ok' as const }))
 
@@ -20,15 +21,22 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['Operations'],
       operationId: 'ready',
       summary: 'Readiness',
-      description: 'Answers 200 when the database (and Redis, when configured) answers, 503 otherwise.',
+      description: 'Answers 200 when the database (and Redis, when configured) answers within 2 s (1 s for Redis), 503 ' +
+        'otherwise. For load balancers and orchestrators; no authentication.',
       response: {
-        200: Type.Object({ status: Type.Literal('ready'), database: Type.Literal('up'), redis: Type.Union([Type.Literal('up'), Type.Literal('disabled')]) }),
+        200: Type.Object({ status: Type.Literal('ready'), database: Type.Literal('up'), redis: Type.Union([Type.Literal('up'), Type.Literal('disabled')]) }, {
+          description: 'Every backing store answers (`redis: "disabled"` without REDIS_URL)',
+          examples: [{ status: 'ready', database: 'up', redis: 'disabled' }]
+        }),
         503: Type.Object({
           status: Type.Literal('error'),
           message: Type.String(),
           code: Type.Literal('unavailable'),
           database: Type.Union([Type.Literal('up'), Type.Literal('down')]),
           redis: Type.Union([Type.Literal('up'), Type.Literal('down'), Type.Literal('disabled')])
+        }, {
+          description: 'A backing store does not answer: take this instance out of rotation (the error envelope plus which store is down)',
+          examples: [{ status: 'error', message: 'Not ready: a backing store does not answer', code: 'unavailable', database: 'down', redis: 'disabled' }]
         })
       }
     }

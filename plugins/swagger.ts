@@ -27,7 +27,13 @@ async function swaggerPlugin (app: FastifyInstance): Promise<void> {
       ],
       components: {
         securitySchemes: {
-          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'Org API key `pk_live_…` (server-side only)' },
+          apiKey: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'X-API-Key',
+            description: 'An org API key from `POST /api/v1/org/api-keys`: `pk_live_` + 64 lowercase hex, e.g. ' +
+              '`pk_live_a3f8b2c1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c75c030aba`. Server-side only; sent with `X-Org-Slug`.'
+          },
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'User access token from /auth/login' },
           cookieAuth: { type: 'apiKey', in: 'cookie', name: 'access_token', description: 'Access-token cookie set by /auth/login' },
           adminToken: { type: 'http', scheme: 'bearer', description: 'The platform ADMIN_TOKEN' },

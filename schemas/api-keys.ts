@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { Id, NullableString, OrgSlugHeader, Success, Timestamp, errors, withSuccessExample } from './common.ts'
+import { Id, NullableString, OrgSlugHeader, Success, Timestamp, errorResponse, errors, withSuccessExample, type ErrorExample } from './common.ts'
 
 // The seed page's examples. Its sample key is two hex short of the format; this one keeps
 // its first characters and carries a valid checksum.
@@ -11,6 +11,18 @@ const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieA
 const headers = Type.Object({ 'x-org-slug': OrgSlugHeader })
 const roleNote = 'Requires an active membership with role `org_admin` in the organization of `X-Org-Slug` ' +
   '(401 without a valid access token, 403 for other roles or a suspended membership or organization).'
+
+const missingSlug: ErrorExample = ['Missing X-Org-Slug header', 'validation_failed']
+// The guards every route here passes: X-Org-Slug, the access token, an active org_admin membership.
+const guardErrors = {
+  ...errorResponse(400, missingSlug),
+  ...errorResponse(401, ['Invalid or expired access token', 'unauthorized'],
+    ['Authentication required: send Authorization: Bearer <accessToken> or the access_token cookie', 'unauthorized']),
+  ...errorResponse(403, ['This action requires the org_admin role', 'forbidden'],
+    ['Your membership in this organization is not active', 'forbidden'], ['Organization is suspended', 'org_suspended']),
+  ...errorResponse(404, ['Organization not found', 'not_found']),
+  ...errors(503)
+}
 
 const KeyId = Id('key', 'API key id')
 const KeyName = Type.String({ minLength: 1, maxLength: 100, description: 'A label to identify this key, 1–100 characters; surrounding whitespace is trimmed and a blank name is rejected', examples: ['Production backend'] })
@@ -60,7 +72,9 @@ export const createApiKey = {
       key: EXAMPLE_KEY,
       apiKey: { id: EXAMPLE_KEY_ID, name: 'Production backend', prefix: 'pk_live_a3', createdAt: '2025-05-23T12:00:00.000Z', expiresAt: null, lastUsedAt: null }
     }),
-    ...errors(400, 401, 403, 404, 413, 415, 503)
+    ...guardErrors,
+    ...errorResponse(400, ['body.name is required', 'validation_failed'], ['body.expiresAt must be in the future', 'validation_failed'], missingSlug),
+    ...errors(413, 415)
   }
 }
 
@@ -76,7 +90,7 @@ export const listApiKeys = {
     200: withSuccessExample(Success(Type.Object({ apiKeys: Type.Array(ListedApiKey) })), {
       apiKeys: [{ id: EXAMPLE_KEY_ID, name: 'Production backend', prefix: 'pk_live_a3', isActive: true, createdAt: '2025-05-23T12:00:00.000Z', expiresAt: null, lastUsedAt: '2025-05-23T14:35:00.000Z' }]
     }),
-    ...errors(400, 401, 403, 404, 503)
+    ...guardErrors
   }
 }
 
@@ -91,6 +105,7 @@ export const revokeApiKey = {
   params: Type.Object({ keyId: Type.String({ minLength: 1, maxLength: 64, description: 'API key id', examples: [EXAMPLE_KEY_ID] }) }),
   response: {
     200: withSuccessExample(Success(Type.Object({ message: Type.String({ description: 'Always "API key revoked"', examples: ['API key revoked'] }) })), { message: 'API key revoked' }),
-    ...errors(400, 401, 403, 404, 503)
+    ...guardErrors,
+    ...errorResponse(404, ['API key not found', 'not_found'], ['Organization not found', 'not_found'])
   }
 }

@@ -1,5 +1,5 @@
 import { Type, type TSchema } from '@sinclair/typebox'
-import { ActiveStatus, Email, ErrorResponse, Membership, OrgRole, OrgSlugHeader, PublicUser, Success, errors } from './common.ts'
+import { ActiveStatus, Email, Membership, OrgRole, OrgSlugHeader, PublicUser, Success, errorResponse, errors, withSuccessExample } from './common.ts'
 
 const tags = ['Auth']
 const userSecurity: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
@@ -28,26 +28,22 @@ const AuthTokens = Type.Object({
   refreshToken: Type.String({ description: 'Opaque, single-use refresh token valid for 7 days (also set as the refresh_token cookie)', examples: [EXAMPLE_REFRESH_TOKEN] }),
   user: PublicUser,
   membership: Type.Object({ role: OrgRole, status: ActiveStatus }, { description: "The user's membership in the organization" })
-}, {
-  examples: [{ accessToken: EXAMPLE_ACCESS_TOKEN, refreshToken: EXAMPLE_REFRESH_TOKEN, user: EXAMPLE_USER, membership: { role: 'member', status: 'active' } }]
 })
+const EXAMPLE_TOKENS = { accessToken: EXAMPLE_ACCESS_TOKEN, refreshToken: EXAMPLE_REFRESH_TOKEN, user: EXAMPLE_USER, membership: { role: 'org_admin', status: 'active' } }
 
 function signedIn (description: string): TSchema {
-  return Type.Object({ status: Type.Literal('success'), data: AuthTokens }, { description, headers: SET_COOKIE_HEADERS })
+  return Type.Object({ status: Type.Literal('success'), data: AuthTokens }, { description, headers: SET_COOKIE_HEADERS, examples: [{ status: 'success', data: EXAMPLE_TOKENS }] })
 }
 
-const tooManyFailures = {
-  429: Type.Ref(ErrorResponse, {
-    description: 'Too many failed logins from this client for this email, or from this client overall',
-    examples: [{ status: 'error', message: 'Too many failed login attempts; try again in 840 seconds', code: 'rate_limited' }],
-    headers: { 'Retry-After': { type: 'integer', description: 'Seconds until another attempt is allowed' } }
-  })
+const tooManyFailures = errorResponse(429, ['Too many failed login attempts; try again in 840 seconds', 'rate_limited'])
+tooManyFailures[429] = {
+  ...tooManyFailures[429],
+  description: 'Too many failed logins from this client for this email, or from this client overall',
+  headers: { 'Retry-After': { type: 'integer', description: 'Seconds until another attempt is allowed', examples: [840] } }
 }
 
-function example (status: number, message: string, code: string): Record<number, TSchema> {
-  const [schema] = Object.values(errors(status))
-  return { [status]: Type.Ref(ErrorResponse, { description: (schema as { description?: string }).description, examples: [{ status: 'error', message, code }] }) }
-}
+const missingSlug = errorResponse(400, ['Missing X-Org-Slug header', 'validation_failed'])
+const unknownOrg = errorResponse(404, ['Organization not found', 'not_found'])
 
 export const login = {
   tags,
@@ -64,10 +60,10 @@ export const login = {
   }, { additionalProperties: false, examples: [{ email: 'ada@acme.test', password: 'correct horse battery' }] }),
   response: {
     200: signedIn('Logged in; cookies set'),
-    ...errors(400),
-    ...example(401, 'Invalid email or password', 'invalid_credentials'),
-    ...example(403, 'You are not a member of this organization', 'forbidden'),
-    ...example(404, 'Organization not found', 'not_found'),
+    ...errorResponse(400, ['Missing X-Org-Slug header', 'validation_failed'], ['body.email must match format "email"', 'validation_failed']),
+    ...errorResponse(401, ['Invalid email or password', 'invalid_credentials']),
+    ...errorResponse(403, ['You are not a member of this organization', 'forbidden'], ['Your membership in this organization is not active', 'forbidden'], ['Organization is suspended', 'org_suspended']),
+    ...unknownOrg,
     ...tooManyFailures,
     ...errors(413, 415, 503)
   }
@@ -86,10 +82,10 @@ export const refresh = {
   body: Type.Object({ refreshToken: Type.Optional(RefreshToken) }, { additionalProperties: false, examples: [{ refreshToken: EXAMPLE_REFRESH_TOKEN }] }),
   response: {
     200: signedIn('New access and refresh tokens; cookies set'),
-    ...errors(400),
-    ...example(401, 'Invalid or expired refresh token', 'unauthorized'),
-    ...example(403, 'Your membership in this organization is not active', 'forbidden'),
-    ...example(404, 'Organization not found', 'not_found'),
+    ...missingSlug,
+    ...errorResponse(401, ['Invalid or expired refresh token', 'unauthorized'], ['Refresh token required: send the refresh_token cookie or { "refreshToken" }', 'unauthorized']),
+    ...errorResponse(403, ['Your membership in this organization is not active', 'forbidden'], ['Organization is suspended', 'org_suspended']),
+    ...unknownOrg,
     ...errors(413, 415, 503)
   }
 }
@@ -107,10 +103,11 @@ export const logout = {
   response: {
     200: Type.Object({
       status: Type.Literal('success'),
-      data: Type.Object({ message: Type.String({ examples: ['Logged out successfully'] }) }, { examples: [{ message: 'Logged out successfully' }] })
-    }, { description: 'Logged out; cookies cleared', headers: { 'Set-Cookie': { type: 'string', description: 'Expired access_token, refresh_token and partial_token cookies' } } }) as TSchema,
-    ...errors(400),
-    ...example(404, 'Organization not found', 'not_found'),
+      data: Type.Object({ message: Type.String({ description: 'Always "Logged out successfully"', examples: ['Logged out successfully'] }) })
+    }, { description: 'Logged out; cookies cleared', examples: [{ status: 'success', data: { message: 'Logged out successfully' } }], headers: { 'Set-Cookie': { type: 'string', description: 'Expired access_token, refresh_token and partial_token cookies' } } }) as TSchema,
+    ...missingSlug,
+    ...errorResponse(403, ['Organization is suspended', 'org_suspended']),
+    ...unknownOrg,
     ...errors(413, 415, 503)
   }
 }
@@ -124,13 +121,12 @@ export const me = {
     '(with `membership.status: "suspended"`) so a client can tell them why they cannot act; every `/org` route refuses them with 403.',
   headers,
   response: {
-    200: Success(Type.Object({ user: PublicUser, membership: Membership }, {
-      examples: [{ user: EXAMPLE_USER, membership: { role: 'member', status: 'active', joinedAt: '2025-05-23T12:00:00.000Z' } }]
-    })),
-    ...errors(400),
-    ...example(401, 'Invalid or expired access token', 'unauthorized'),
-    ...example(403, 'Organization is suspended', 'org_suspended'),
-    ...example(404, 'Organization not found', 'not_found'),
+    200: withSuccessExample(Success(Type.Object({ user: PublicUser, membership: Membership }), 'The current user and their membership'),
+      { user: EXAMPLE_USER, membership: { role: 'org_admin', status: 'active', joinedAt: '2025-05-23T12:00:00.000Z' } }),
+    ...missingSlug,
+    ...errorResponse(401, ['Invalid or expired access token', 'unauthorized'], ['Authentication required: send Authorization: Bearer <accessToken> or the access_token cookie', 'unauthorized']),
+    ...errorResponse(403, ['Organization is suspended', 'org_suspended']),
+    ...unknownOrg,
     ...errors(503)
   }
 }

@@ -72,26 +72,48 @@ export function withSuccessExample<T extends TSchema> (schema: T, data: unknown)
   return { ...schema, examples: [{ status: 'success', data }] }
 }
 
-const ERROR_DESCRIPTIONS: Record<number, [string, string]> = {
-  400: ['Validation failed, malformed JSON or a missing header', 'validation_failed'],
-  401: ['Missing or invalid credentials', 'unauthorized'],
-  403: ['Authenticated but not allowed, or the organization is suspended', 'forbidden'],
-  404: ['No such resource', 'not_found'],
-  409: ['Conflicts with the current state', 'conflict'],
-  413: ['Body larger than the limit (16 KiB)', 'payload_too_large'],
-  415: ['Body is not application/json', 'unsupported_media_type'],
-  429: ['Too many requests; see Retry-After', 'rate_limited'],
-  503: ['A backing store does not answer', 'unavailable']
+/** What a status means, and a realistic answer for it when a route gives none of its own. */
+const ERROR_DEFAULTS: Record<number, { description: string, example: ErrorExample }> = {
+  400: { description: 'Validation failed, malformed JSON or a missing header', example: ['Missing X-Org-Slug header', 'validation_failed'] },
+  401: { description: 'Missing or invalid credentials', example: ['Invalid or expired access token', 'unauthorized'] },
+  403: { description: 'Authenticated but not allowed, or the organization is suspended', example: ['Organization is suspended', 'org_suspended'] },
+  404: { description: 'No such resource', example: ['Organization not found', 'not_found'] },
+  409: { description: 'Conflicts with the current state', example: ['Conflicts with the current state', 'conflict'] },
+  413: { description: 'Body larger than the limit (16 KiB)', example: ['Request body is too large', 'payload_too_large'] },
+  415: { description: 'Body is not application/json', example: ['Unsupported Content-Type: send application/json', 'unsupported_media_type'] },
+  429: { description: 'Too many requests; see Retry-After', example: ['Too many requests; try again in 60 seconds', 'rate_limited'] },
+  503: { description: 'A backing store does not answer; retry after a few seconds', example: ['Service temporarily unavailable: a backing store does not answer', 'unavailable'] }
 }
 
-/** Error responses of a route, each the error envelope with an example. */
-export function errors (...statuses: number[]): Record<number, TSchema> {
-  const out: Record<number, TSchema> = {}
-  for (const status of statuses) {
-    const [description, code] = ERROR_DESCRIPTIONS[status] ?? ['Error', 'error']
-    out[status] = Type.Ref(ErrorResponse, { description, examples: [{ status: 'error', message: description, code }] })
+/** `[message, code]` of an error answer, exactly as the route sends it. */
+export type ErrorExample = [message: string, code: string]
+
+/**
+ * One error response: the error envelope (a reference to ErrorResponse, wrapped in allOf so the
+ * examples stay beside it in the OpenAPI document) with one realistic example per cause, named by
+ * its code and summarised by its message in Swagger UI's example menu.
+ */
+export function errorResponse (status: number, ...examples: ErrorExample[]): Record<number, TSchema> {
+  const known = ERROR_DEFAULTS[status] ?? { description: 'Error', example: ['Error', 'error'] }
+  const shown = examples.length > 0 ? examples : [known.example]
+  const named: Record<string, { summary: string, value: Static<typeof ErrorResponse> }> = {}
+  for (const [message, code] of shown) {
+    let name = code
+    for (let n = 2; name in named; n++) name = `${code}_${n}`
+    named[name] = { summary: message, value: { status: 'error', message, code } }
   }
-  return out
+  return {
+    [status]: Type.Unsafe<Static<typeof ErrorResponse>>({
+      allOf: [Type.Ref(ErrorResponse)],
+      description: known.description,
+      'x-examples': named
+    })
+  }
+}
+
+/** Error responses of a route with the default example of each status; override with errorResponse. */
+export function errors (...statuses: number[]): Record<number, TSchema> {
+  return Object.assign({}, ...statuses.map(status => errorResponse(status)))
 }
 
 export const OrgSlugHeader = Type.String({ description: 'Slug of the organization the request is about', examples: ['acme'] })

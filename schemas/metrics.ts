@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { errors } from './common.ts'
+import { errorResponse } from './common.ts'
 
 export const metrics = {
   tags: ['Operations'],
@@ -24,6 +24,6 @@ export const metrics = {
         }
       }
     },
-    ...errors(401)
+    ...errorResponse(401, ['Invalid metrics token', 'unauthorized'])
   }
 }

@@ -1,5 +1,5 @@
-import { Type, type TSchema } from '@sinclair/typebox'
-import { ActiveStatus, Email, ErrorResponse, Id, Org, OrgRole, OrgSlugHeader, Success, Timestamp, errors } from './common.ts'
+import { Type } from '@sinclair/typebox'
+import { ActiveStatus, Email, Id, Org, OrgRole, OrgSlugHeader, Success, Timestamp, errorResponse, errors, withSuccessExample, type ErrorExample } from './common.ts'
 
 const tags = ['Org']
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
@@ -18,24 +18,29 @@ const Member = Type.Object({
   joinedAt: Timestamp
 }, { description: 'A member of the organization' })
 
-function example (status: number, message: string, code: string): Record<number, TSchema> {
-  const [schema] = Object.values(errors(status))
-  return { [status]: Type.Ref(ErrorResponse, { description: (schema as { description?: string }).description, examples: [{ status: 'error', message, code }] }) }
-}
+const missingSlug: ErrorExample = ['Missing X-Org-Slug header', 'validation_failed']
+const unauthenticated: ErrorExample[] = [
+  ['Invalid or expired access token', 'unauthorized'],
+  ['Authentication required: send Authorization: Bearer <accessToken> or the access_token cookie', 'unauthorized']
+]
+const inactive: ErrorExample = ['Your membership in this organization is not active', 'forbidden']
+const suspendedOrg: ErrorExample = ['Organization is suspended', 'org_suspended']
+const unknownOrg: ErrorExample = ['Organization not found', 'not_found']
 
 const memberErrors = {
-  ...errors(400),
-  ...example(401, 'Invalid or expired access token', 'unauthorized'),
-  ...example(403, 'Your membership in this organization is not active', 'forbidden'),
-  ...example(404, 'Organization not found', 'not_found'),
+  ...errorResponse(400, missingSlug),
+  ...errorResponse(401, ...unauthenticated),
+  ...errorResponse(403, inactive, suspendedOrg),
+  ...errorResponse(404, unknownOrg),
   ...errors(503)
 }
 
 const adminErrors = {
   ...memberErrors,
-  ...example(403, 'This action requires the org_admin role', 'forbidden'),
-  ...example(404, 'Not a member of this organization', 'not_found'),
-  ...example(409, 'The last active org_admin of an organization cannot be demoted, suspended or removed', 'conflict')
+  ...errorResponse(400, missingSlug, ['params.userId must match pattern "^usr_[0-9A-HJKMNP-TV-Z]{26}$"', 'validation_failed']),
+  ...errorResponse(403, ['This action requires the org_admin role', 'forbidden'], inactive, suspendedOrg),
+  ...errorResponse(404, ['Not a member of this organization', 'not_found'], unknownOrg),
+  ...errorResponse(409, ['The last active org_admin of an organization cannot be demoted, suspended or removed', 'conflict'])
 }
 
 export const getOrg = {
@@ -45,7 +50,7 @@ export const getOrg = {
   summary: 'The organization',
   description: 'The organization named by `X-Org-Slug`. Any active member may read it.',
   headers,
-  response: { 200: Success(Type.Object({ org: Org }, { examples: [{ org: EXAMPLE_ORG }] })), ...memberErrors }
+  response: { 200: withSuccessExample(Success(Type.Object({ org: Org }), 'The organization'), { org: EXAMPLE_ORG }), ...memberErrors }
 }
 
 export const listMembers = {
@@ -55,7 +60,7 @@ export const listMembers = {
   summary: 'List the members',
   description: 'Every member of the organization, active or suspended, in the order they joined. Any active member may list them.',
   headers,
-  response: { 200: Success(Type.Object({ members: Type.Array(Member) }, { examples: [{ members: [EXAMPLE_MEMBER] }] })), ...memberErrors }
+  response: { 200: withSuccessExample(Success(Type.Object({ members: Type.Array(Member) }), 'The members'), { members: [EXAMPLE_MEMBER] }), ...memberErrors }
 }
 
 export const updateMember = {
@@ -73,7 +78,12 @@ export const updateMember = {
     minProperties: 1,
     examples: [{ status: 'suspended' }, { role: 'org_admin' }]
   }),
-  response: { 200: Success(Type.Object({ member: Member }, { examples: [{ member: { ...EXAMPLE_MEMBER, role: 'member', status: 'suspended' } }] })), ...adminErrors, ...errors(413, 415) }
+  response: {
+    200: withSuccessExample(Success(Type.Object({ member: Member }), 'The member after the change'), { member: { ...EXAMPLE_MEMBER, role: 'member', status: 'suspended' } }),
+    ...adminErrors,
+    ...errorResponse(400, ['body must NOT have fewer than 1 properties', 'validation_failed'], missingSlug),
+    ...errors(413, 415)
+  }
 }
 
 export const removeMember = {
@@ -87,7 +97,7 @@ export const removeMember = {
   headers,
   params,
   response: {
-    200: Success(Type.Object({ message: Type.String({ examples: ['Member removed'] }) }, { examples: [{ message: 'Member removed' }] })),
+    200: withSuccessExample(Success(Type.Object({ message: Type.String({ description: 'Always "Member removed"', examples: ['Member removed'] }) }), 'Member removed'), { message: 'Member removed' }),
     ...adminErrors
   }
 }

@@ -1,14 +1,13 @@
-import { Type, type TObject } from '@sinclair/typebox'
-import { Membership, Org, OrgSlugHeader, PublicUser, Success, errors, withSuccessExample } from './common.ts'
-import { EXAMPLE_KEY } from './api-keys.ts'
+import { Type, type TObject, type TSchema } from '@sinclair/typebox'
+import { Membership, Org, OrgSlugHeader, PublicUser, Success, errorResponse, errors, withSuccessExample, type ErrorExample } from './common.ts'
 
 const tags = ['Public']
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }]
-const headers = Type.Object({
-  'x-org-slug': OrgSlugHeader,
-  'x-api-key': Type.String({ description: 'An API key of that organization (`pk_live_` + 64 hex); server-side only', examples: [EXAMPLE_KEY] })
-})
-const authNote = 'Authenticated by `X-API-Key` + `X-Org-Slug`: a missing, malformed, unknown, revoked or expired key, an unknown ' +
+// X-API-Key is the `apiKey` security scheme of these operations, not a parameter: declared twice,
+// Swagger UI would demand it in the form as well as under Authorize.
+const headers = Type.Object({ 'x-org-slug': OrgSlugHeader })
+const authNote = 'Send `X-API-Key` (the `apiKey` security scheme: an API key of this organization, `pk_live_` + 64 hex, ' +
+  'server-side only) and `X-Org-Slug`. A missing, malformed, unknown, revoked or expired key, an unknown ' +
   'org, or a key of another org is 401 `Invalid API key` (code `invalid_api_key`), never saying which check failed; a ' +
   'suspended org is 403 once the key is valid. After 30 failed keys (API_KEY_FAILURE_MAX) in a minute, a client IP gets ' +
   '429 with `Retry-After`. Rate-limited per key: 300 requests per 15 minutes by default (RATE_LIMIT_MAX, ' +
@@ -21,6 +20,7 @@ const rateLimitHeaders = {
   'X-RateLimit-Remaining': { type: 'integer', description: 'Requests left in the current window', examples: [247] },
   'X-RateLimit-Reset': { type: 'integer', description: 'Unix time (seconds) at which the current window ends', examples: [1716912000] }
 }
+const missingSlug: ErrorExample = ['Missing X-Org-Slug header', 'validation_failed']
 const retryAfterHeader = { 'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying', examples: [312] } }
 
 /** A success response of a rate-limited route: the schema, its example and the rate-limit headers. */
@@ -28,16 +28,24 @@ function limited<T extends ReturnType<typeof Success>> (schema: T, data: unknown
   return { ...withSuccessExample(schema, data), headers: rateLimitHeaders }
 }
 
-// 429 is either the per-key limit (with the X-RateLimit-* headers) or the per-IP guard on failed keys.
-function publicErrors (...statuses: number[]): ReturnType<typeof errors> {
-  const out = errors(...statuses, 429)
+// The guard's answers, the same on every /public route. 429 is either the per-key limit (with the
+// X-RateLimit-* headers) or the per-IP guard on failed keys.
+function publicErrors (...extra: Array<Record<number, TSchema>>): Record<number, TSchema> {
+  const out: Record<number, TSchema> = {
+    ...errorResponse(400, missingSlug),
+    ...errorResponse(401, ['Invalid API key', 'invalid_api_key']),
+    ...errorResponse(403, ['Organization is suspended', 'org_suspended']),
+    ...errorResponse(429,
+      ['Rate limit exceeded (300 requests per 15 minutes per API key); retry in 312 seconds', 'rate_limited'],
+      ['Too many failed API key attempts; try again in 42 seconds', 'rate_limited']),
+    ...errors(503)
+  }
   out[429] = {
     ...out[429],
     description: 'Over the per-key rate limit (with the X-RateLimit-* headers), or too many failed API keys from this IP',
-    examples: [{ status: 'error', message: 'Rate limit exceeded (300 requests per 15 minutes per API key); retry in 312 seconds', code: 'rate_limited' }],
     headers: { ...rateLimitHeaders, ...retryAfterHeader }
   }
-  return out
+  return Object.assign(out, ...extra)
 }
 
 export const EXAMPLE_USER = { id: 'usr_01JZ8Q4K7X3W5N2M9B6V1C0D8E', name: 'Ada Lovelace', email: 'ada@acme.test', role: 'user', isEmailVerified: true }
@@ -75,7 +83,7 @@ export const verify = {
         { status: 'success', data: { valid: false } }
       ]
     }) as TObject,
-    ...publicErrors(400, 401, 403, 413, 415, 503)
+    ...publicErrors(errorResponse(400, ['body.token is required', 'validation_failed'], missingSlug), errors(413, 415))
   }
 }
 
@@ -105,7 +113,7 @@ export const getUser = {
   params: Type.Object({ userId: Type.String({ maxLength: 64, description: 'User id', examples: [EXAMPLE_USER.id] }) }),
   response: {
     200: limited(Success(Type.Object({ user: PublicUser, membership: Membership })), { user: EXAMPLE_USER, membership: EXAMPLE_MEMBERSHIP }),
-    ...publicErrors(400, 401, 403, 404, 503)
+    ...publicErrors(errorResponse(404, ['User not found', 'not_found']))
   }
 }
 
@@ -118,6 +126,6 @@ export const getOrg = {
   headers,
   response: {
     200: limited(Success(Type.Object({ org: Org })), { org: EXAMPLE_ORG }),
-    ...publicErrors(400, 401, 403, 503)
+    ...publicErrors()
   }
 }
