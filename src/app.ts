@@ -59,10 +59,18 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     bodyLimit: config.bodyLimit,
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string,
-    // Bound slow clients: a request must arrive whole within 30 s, idle sockets close.
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
-    keepAliveTimeout: 72_000,
+    // Bound slow clients: the headers, then the whole request, must arrive in time (408 and
+    // close otherwise), and idle sockets close. Node checks the first two every
+    // connectionsCheckingInterval (30 s by default, which would let a slowloris client hold a
+    // socket for headersTimeout + 30 s): check four times per headers timeout instead.
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.connectionTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(config.headersTimeoutMs / 4)))
+    },
     return503OnClosing: true,
     frameworkErrors,
     ajv: { customOptions: { removeAdditional: true, coerceTypes: false, allErrors: false } }

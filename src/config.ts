@@ -27,7 +27,11 @@ const EnvSchema = Type.Object({
   COOKIE_SECURE: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'true or false' })),
   LOG_LEVEL: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { description: 'one of fatal, error, warn, info, debug, trace, silent' })),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1, description: 'true, false, a hop count, or a comma-separated list of proxy addresses/CIDRs' })),
-  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'a bearer token of at least 16 characters' }))
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'a bearer token of at least 16 characters' })),
+  REQUEST_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 30s' })),
+  HEADERS_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 30s, at most REQUEST_TIMEOUT' })),
+  CONNECTION_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 60s' })),
+  KEEP_ALIVE_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 72s' }))
 })
 type Env = Static<typeof EnvSchema>
 
@@ -59,6 +63,14 @@ export interface Config {
   trustProxy: boolean | number | string
   bodyLimit: number
   metricsToken: string | null
+  /** a request (headers and body) must arrive whole within this many ms, or it is answered 408 and closed */
+  requestTimeoutMs: number
+  /** the header block must arrive within this many ms (slowloris); at most requestTimeoutMs */
+  headersTimeoutMs: number
+  /** a socket with no activity for this many ms is closed */
+  connectionTimeoutMs: number
+  /** an idle kept-alive socket is closed after this many ms */
+  keepAliveTimeoutMs: number
 }
 
 export interface LoadedConfig {
@@ -94,6 +106,14 @@ export function loadConfig (environment: Record<string, string | undefined>): Lo
   if (port > 65535) problems.push(`PORT=${env.PORT}: expected a TCP port number, 0-65535`)
   const rateLimitWindowMs = env.RATE_LIMIT_WINDOW === undefined ? 15 * 60_000 : parseWindow(env.RATE_LIMIT_WINDOW)
   if (rateLimitWindowMs === undefined) problems.push(`RATE_LIMIT_WINDOW=${JSON.stringify(env.RATE_LIMIT_WINDOW)}: expected milliseconds, or a duration such as 15m or "15 minutes"`)
+  const timeouts = {
+    requestTimeoutMs: duration('REQUEST_TIMEOUT', env.REQUEST_TIMEOUT, 30_000, problems),
+    connectionTimeoutMs: duration('CONNECTION_TIMEOUT', env.CONNECTION_TIMEOUT, 60_000, problems),
+    keepAliveTimeoutMs: duration('KEEP_ALIVE_TIMEOUT', env.KEEP_ALIVE_TIMEOUT, 72_000, problems)
+  }
+  // Node refuses a header timeout longer than the request timeout, which bounds the headers anyway.
+  const headersTimeoutMs = duration('HEADERS_TIMEOUT', env.HEADERS_TIMEOUT, timeouts.requestTimeoutMs, problems)
+  if (headersTimeoutMs > timeouts.requestTimeoutMs) problems.push(`HEADERS_TIMEOUT=${JSON.stringify(env.HEADERS_TIMEOUT)}: expected at most REQUEST_TIMEOUT (${timeouts.requestTimeoutMs} ms)`)
   if (nodeEnv === 'production') {
     if (env.JWT_SECRET === undefined && environment.JWT_SECRET === undefined) problems.push('JWT_SECRET is required in production: a secret of at least 32 characters')
     if (env.API_KEY_PEPPER === undefined && environment.API_KEY_PEPPER === undefined) problems.push('API_KEY_PEPPER is required in production: a secret of at least 32 characters')
@@ -139,7 +159,9 @@ export function loadConfig (environment: Record<string, string | undefined>): Lo
       logLevel: env.LOG_LEVEL ?? 'info',
       trustProxy: parseTrustProxy(env.TRUST_PROXY),
       bodyLimit: 16 * 1024,
-      metricsToken: env.METRICS_TOKEN ?? null
+      metricsToken: env.METRICS_TOKEN ?? null,
+      ...timeouts,
+      headersTimeoutMs
     }
   }
 }
@@ -148,6 +170,18 @@ function parseWindow (value: string): number | undefined {
   if (/^[0-9]+$/.test(value)) return Number(value) > 0 ? Number(value) : undefined
   const ms = parseDuration(value)
   return ms !== undefined && ms > 0 ? ms : undefined
+}
+
+function duration (name: string, value: string | undefined, fallback: number, problems: string[]): number {
+  if (value === undefined) return fallback
+  const parsed = parseWindow(value)
+  // Node's timers hold at most 2^31 - 1 ms (about 24.8 days).
+  const ms = parsed === undefined ? undefined : Math.round(parsed)
+  if (ms === undefined || ms < 1 || ms > 2_147_483_647) {
+    problems.push(`${name}=${JSON.stringify(value)}: expected milliseconds, or a duration such as 30s`)
+    return fallback
+  }
+  return ms
 }
 
 function parseTrustProxy (value: string | undefined): boolean | number | string {

@@ -61,3 +61,15 @@ t.test('durations and proxies', async t => {
   t.equal(loadConfig({ DATA_DIR: dir, TRUST_PROXY: '2' }).config.trustProxy, 2)
   t.equal(loadConfig({ DATA_DIR: dir, TRUST_PROXY: 'true' }).config.trustProxy, true)
 })
+
+t.test('timeouts: defaults as before, durations accepted, the header timeout at most the request timeout', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'tk-config-'))
+  const defaults = loadConfig({ DATA_DIR: dir }).config
+  t.match(defaults, { requestTimeoutMs: 30_000, headersTimeoutMs: 30_000, connectionTimeoutMs: 60_000, keepAliveTimeoutMs: 72_000 })
+  const set = loadConfig({ DATA_DIR: dir, REQUEST_TIMEOUT: '2s', HEADERS_TIMEOUT: '1000', CONNECTION_TIMEOUT: '5s', KEEP_ALIVE_TIMEOUT: '1m' }).config
+  t.match(set, { requestTimeoutMs: 2000, headersTimeoutMs: 1000, connectionTimeoutMs: 5000, keepAliveTimeoutMs: 60_000 })
+  t.equal(loadConfig({ DATA_DIR: dir, REQUEST_TIMEOUT: '5s' }).config.headersTimeoutMs, 5000, 'the header timeout follows the request timeout')
+  t.throws(() => loadConfig({ DATA_DIR: dir, REQUEST_TIMEOUT: '1s', HEADERS_TIMEOUT: '2s' }), /HEADERS_TIMEOUT="2s": expected at most REQUEST_TIMEOUT \(1000 ms\)/)
+  t.throws(() => loadConfig({ DATA_DIR: dir, REQUEST_TIMEOUT: 'soon' }), /REQUEST_TIMEOUT="soon": expected milliseconds/)
+  t.throws(() => loadConfig({ DATA_DIR: dir, KEEP_ALIVE_TIMEOUT: '100 days' }), /KEEP_ALIVE_TIMEOUT="100 days"/)
+})

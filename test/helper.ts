@@ -45,6 +45,10 @@ export function testConfig (overrides: Partial<Config> = {}): Config {
     trustProxy: false,
     bodyLimit: 16 * 1024,
     metricsToken: null,
+    requestTimeoutMs: 30_000,
+    headersTimeoutMs: 30_000,
+    connectionTimeoutMs: 60_000,
+    keepAliveTimeoutMs: 72_000,
     ...overrides
   }
 }
