@@ -7,6 +7,8 @@ import { findLiveSessionPrincipal, type SessionPrincipal } from '../db/queries/s
 import { Forbidden, Unauthorized } from '../src/errors.ts'
 
 export const ACCESS_TOKEN_TTL_SECONDS = 15 * 60
+/** how far ahead of this clock another instance's clock may be when it issues a token */
+export const CLOCK_SKEW_SECONDS = 30
 
 export interface AccessClaims {
   sub: string
@@ -46,10 +48,20 @@ declare module 'fastify' {
 
 const ID = /^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$/
 
+// fast-jwt checks exp, nbf and (with maxAge) that iat is not too old, but not that iat lies
+// in the past, nor the lifetime the token claims: a token "issued" in the future, or one
+// whose exp is further from its iat than the service ever issues, was not made here (RFC 8725 §3.10).
+function isPlausiblyIssued (p: Record<string, unknown>, nowSeconds: number): boolean {
+  return typeof p.iat === 'number' && typeof p.exp === 'number' &&
+    p.iat <= nowSeconds + CLOCK_SKEW_SECONDS &&
+    p.exp > p.iat && p.exp - p.iat <= ACCESS_TOKEN_TTL_SECONDS
+}
+
 function isAccessClaims (payload: unknown): payload is AccessClaims {
   if (typeof payload !== 'object' || payload === null) return false
   const p = payload as Record<string, unknown>
   return p.typ === 'access' &&
+    isPlausiblyIssued(p, Date.now() / 1000) &&
     typeof p.sub === 'string' && ID.test(p.sub) &&
     typeof p.org === 'string' && ID.test(p.org) &&
     typeof p.sid === 'string' && ID.test(p.sid) &&
@@ -80,6 +92,9 @@ async function authJwt (app: FastifyInstance, { config }: { config: Config }): P
       allowedIss: config.jwtIssuer,
       allowedAud: config.jwtAudience,
       requiredClaims: ['sub', 'org', 'sid', 'typ', 'exp', 'iat', 'iss', 'aud'],
+      // Seconds (@fastify/jwt converts): a token older than an access token's life is refused
+      // whatever its exp says. nbf, when present, is checked by default.
+      maxAge: ACCESS_TOKEN_TTL_SECONDS,
       // Verified tokens are remembered (by a hash of the token, until their exp) so a backend
       // verifying the same token on every request pays for the HMAC once. Revocation is not
       // a signature matter: sessions are checked on every use.
