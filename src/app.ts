@@ -41,7 +41,10 @@ export const REDACTED_PATHS = [
   'req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]',
   'res.headers["set-cookie"]', 'headers.authorization', 'headers.cookie', 'headers["x-api-key"]',
   ...SECRET_FIELDS,
-  ...['body', 'data', 'payload', 'user', 'input', 'req.body'].flatMap(parent => SECRET_FIELDS.map(field => `${parent}.${field}`))
+  ...['body', 'data', 'payload', 'user', 'input', 'req.body'].flatMap(parent => SECRET_FIELDS.map(field => `${parent}.${field}`)),
+  // Fastify logs a request Node's parser refused (oversized or malformed headers) with the raw
+  // bytes received, credentials included (err.rawPacket, at trace level).
+  'err.rawPacket'
 ]
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {

@@ -12,6 +12,7 @@ import { createDatabase, migrateToLatest, type DatabaseHandle } from '../db/conn
 import { insertSession } from '../db/queries/sessions.ts'
 import { migrations } from '../db/migrations/index.ts'
 import { newId } from '../src/ids.ts'
+import { captureLogStream, noteRequest, noteResponse, noteSecret } from './log-secrets.ts'
 
 // Tests read the environment only to learn which real stores this run may use.
 export const DATABASE_URL = process.env.DATABASE_URL ?? null
@@ -127,13 +128,37 @@ async function deleteRedisKeys (prefix: string): Promise<void> {
 
 export interface TestContext { teardown: (fn: () => unknown) => void }
 
+/**
+ * Test apps log everything, into this process's log capture (and into `options.logStream` too
+ * when a test reads its own lines): when the process's tests end, no line may hold a secret
+ * that a test sent or received (test/log-secrets.ts).
+ */
+export const TEST_LOG_LEVEL = 'trace'
+
 /** The real app on this process's shared database; closed when the test ends. */
 export async function build (test: TestContext, overrides: Partial<Config> = {}, options: BuildOptions = {}): Promise<FastifyInstance> {
   const { handle } = await sharedDatabase()
-  const app = await buildApp(testConfig(overrides), { database: handle, ...options })
+  const config = testConfig({ logLevel: TEST_LOG_LEVEL, ...overrides })
+  for (const secret of [config.jwtSecret, config.apiKeyPepper, config.adminToken]) noteSecret(secret)
+  const app = await buildApp(config, { database: handle, ...options, logStream: captureLogStream(options.logStream) })
+  watchSecrets(app)
   test.teardown(() => app.close())
   await app.ready()
   return app
+}
+
+// Every request a test injects and every answer it gets pass by here, so the log check knows
+// each key, token, password and cookie the suite has seen.
+function watchSecrets (app: FastifyInstance): void {
+  const inject = app.inject.bind(app)
+  app.inject = function injectNotingSecrets (options?: InjectOptions | string) {
+    if (typeof options !== 'object') return inject(options as string)
+    noteRequest(options as Parameters<typeof noteRequest>[0])
+    return inject(options).then(res => {
+      noteResponse({ headers: res.headers, body: res.body })
+      return res
+    })
+  } as FastifyInstance['inject']
 }
 
 let counter = 0

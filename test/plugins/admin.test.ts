@@ -1,7 +1,5 @@
 import t from 'tap'
-import { build, adminHeaders, uniqueSlug, uniqueEmail, createUser, testConfig } from '../helper.ts'
-import { buildApp } from '../../src/app.ts'
-import { sharedDatabase } from '../helper.ts'
+import { build, adminHeaders, uniqueSlug, uniqueEmail, createUser } from '../helper.ts'
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 
@@ -15,9 +13,7 @@ t.test('admin API needs the admin token', async t => {
 })
 
 t.test('without an admin token (production) the admin API does not exist', async t => {
-  const { handle } = await sharedDatabase()
-  const app = await buildApp(testConfig({ adminToken: null, nodeEnv: 'production' }), { database: handle })
-  t.teardown(() => app.close())
+  const app = await build(t, { adminToken: null, nodeEnv: 'production' })
   const res = await app.inject({ method: 'GET', url: '/api/v1/admin/orgs', headers: adminHeaders })
   t.equal(res.statusCode, 404)
   t.equal(res.json().code, 'not_found')

@@ -68,7 +68,7 @@ function problemWith (request: FuzzRequest, res: { statusCode: number, body: str
 }
 
 t.test('fuzzed requests to every documented route: never a 5xx, always the envelope, the process stays up', async t => {
-  const app = await build(t, { logLevel: 'silent' })
+  const app = await build(t)
   const document = (await app.inject({ method: 'GET', url: '/docs/json' })).json()
   const operations = operationsOf(document)
   t.ok(operations.length >= 7, `${operations.length} documented operations`)

@@ -1,4 +1,5 @@
 import http from 'node:http'
+import { noteRequest, noteResponse } from '../../log-secrets.ts'
 
 export interface HttpResponse {
   status: number
@@ -27,6 +28,7 @@ export function request (base: string, options: HttpRequest): Promise<HttpRespon
     headers['content-type'] ??= 'application/json'
     headers['content-length'] = String(Buffer.byteLength(payload))
   }
+  noteRequest({ path: options.path, headers, body: payload })
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: options.method ?? 'GET', headers, agent: options.agent }, res => {
       const chunks: Buffer[] = []
@@ -34,6 +36,7 @@ export function request (base: string, options: HttpRequest): Promise<HttpRespon
       res.on('error', reject)
       res.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8')
+        noteResponse({ headers: res.headers, body })
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) })
       })
     })

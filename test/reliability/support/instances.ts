@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { ADMIN_TOKEN } from '../../helper.ts'
+import { captureLogLine, noteSecret } from '../../log-secrets.ts'
 import type { TestContext } from './stores.ts'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
@@ -34,6 +35,7 @@ export type InstanceEnv = Record<string, string | undefined>
  * listens; it is stopped (SIGTERM, then SIGKILL) when the test ends.
  */
 export async function startInstance (t: TestContext, name: string, env: InstanceEnv): Promise<Instance> {
+  for (const secret of [...Object.values(SHARED_SECRETS), env.JWT_SECRET, env.API_KEY_PEPPER, env.ADMIN_TOKEN]) noteSecret(secret)
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     cwd: ROOT,
     env: {
@@ -42,7 +44,8 @@ export async function startInstance (t: TestContext, name: string, env: Instance
       NODE_ENV: 'test',
       HOST: '127.0.0.1',
       PORT: '0',
-      LOG_LEVEL: 'warn',
+      // Debug: every line goes through the no-secret-in-logs check (test/log-secrets.ts).
+      LOG_LEVEL: 'debug',
       COOKIE_SECURE: 'false',
       ...SHARED_SECRETS,
       ...env
@@ -61,6 +64,7 @@ export async function startInstance (t: TestContext, name: string, env: Instance
         pending = parts.pop() ?? ''
         for (const line of parts) {
           lines.push(line)
+          captureLogLine(line)
           // The banner of src/server.ts, or Fastify's own "Server listening at" log line.
           const match = /listening (?:on|at) http:\/\/127\.0\.0\.1:(\d+)/.exec(line)
           if (match !== null) resolve(Number(match[1]))
