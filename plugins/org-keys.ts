@@ -3,10 +3,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import * as schemas from '../schemas/api-keys.ts'
 import { apiKeyDisplayPrefix, generateApiKey, hashApiKey } from '../src/api-key-format.ts'
 import type { Config } from '../src/config.ts'
-import { newId } from '../src/ids.ts'
+import { idPattern, newId } from '../src/ids.ts'
 import { NotFound, ValidationFailed } from '../src/errors.ts'
 import { insertApiKey, listApiKeys, revokeApiKey } from '../db/queries/api-keys.ts'
 import { recordAuditEvent } from '../db/queries/audit.ts'
+
+const KEY_ID = new RegExp(idPattern('key'))
 
 function adminContext (request: FastifyRequest): { orgId: string, userId: string } {
   if (request.org === null || request.auth === null) throw new Error('org-keys routes registered without their guards')
@@ -53,6 +55,8 @@ const orgKeys: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
   app.delete('/api-keys/:keyId', { schema: schemas.revokeApiKey }, async (request) => {
     const { orgId, userId } = adminContext(request)
     const { keyId } = request.params
+    // Not an id this service makes (a NUL byte would even fail the query): no such key.
+    if (!KEY_ID.test(keyId)) throw new NotFound('API key not found')
     const outcome = await app.db.transaction().execute(async trx => {
       const result = await revokeApiKey(trx, { orgId, keyId, revokedBy: userId })
       if (result === 'revoked') {

@@ -5,6 +5,7 @@ import cookie from '@fastify/cookie'
 import type { DestinationStream } from 'pino'
 import type { Config } from './config.ts'
 import type { DatabaseHandle } from '../db/connect.ts'
+import { ValidationFailed } from './errors.ts'
 import envelope, { frameworkErrors, wrapSuccess } from '../plugins/envelope.ts'
 import swagger from '../plugins/swagger.ts'
 import dbPlugin from '../plugins/db.ts'
@@ -90,7 +91,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (typeof body === 'string' && body.trim() === '') return done(null, undefined)
-    parseJson(request, body as string, done)
+    if (!(body as string).includes('\\u0000')) return parseJson(request, body as string, done)
+    // PostgreSQL text cannot hold U+0000: a name with one failed in the query (a 500). Refuse it here.
+    parseJson(request, body as string, (error, parsed) => {
+      if (error === null && holdsNul(parsed)) return done(new ValidationFailed('Request body must not contain the NUL character (\\u0000)'), undefined)
+      done(error, parsed)
+    })
   })
 
   await app.register(envelope)
@@ -110,6 +116,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(metricsRoute, { config })
   await app.register(apiV1, { prefix: '/api/v1', config })
   return app
+}
+
+function holdsNul (value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000')
+  if (typeof value !== 'object' || value === null) return false
+  return Object.entries(value).some(([key, item]) => key.includes('\u0000') || holdsNul(item))
 }
 
 const apiV1: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
