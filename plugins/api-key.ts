@@ -60,6 +60,22 @@ function refusalFor ({ key, org }: Pick<Loaded, 'key' | 'org'>, now = Date.now()
   return null
 }
 
+/**
+ * Single flight: concurrent loads of one id share one query. Whoever joins a load another
+ * request started may get data read before a write it must see, so it is told: `shared`.
+ */
+class SharedLoads<V> {
+  readonly #inFlight = new Map<string, Promise<V>>()
+
+  async run (id: string, load: () => Promise<V>): Promise<{ value: V, shared: boolean }> {
+    const flight = this.#inFlight.get(id)
+    if (flight !== undefined) return { value: await flight, shared: true }
+    const started = load().finally(() => this.#inFlight.delete(id))
+    this.#inFlight.set(id, started)
+    return { value: await started, shared: false }
+  }
+}
+
 async function apiKey (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const lastUsed = createLastUsedRecorder({ db: app.db, log: app.log })
   app.addHook('onClose', async () => { await lastUsed.flush() })
@@ -68,6 +84,10 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
   app.decorateRequest('apiKey', null)
   app.decorateRequest('orgEpoch', null)
   app.decorateRequest(kLoaded, null)
+
+  // A burst of requests with a key or org not cached yet (a deploy, a new key) shares one query each.
+  const keyLoads = new SharedLoads<ApiKeyCredential | undefined>()
+  const orgLoads = new SharedLoads<Org | null>()
 
   async function refuseWhileGuessing (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const verdict = await app.failureLimiter.isBlocked('apiKey', request.ip)
@@ -94,16 +114,25 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     if (cache.unknownKeyHashes.has(cacheId)) throw new InvalidApiKey()
     await refuseWhileGuessing(request, reply)
     const stamp = cache.stampBeforeLoad()
-    const [key, org] = await Promise.all([
-      cachedKey?.value ?? findApiKeyByHash(app.db, hashApiKey(config.apiKeyPepper, presented)),
-      cachedOrg?.value ?? findOrgBySlug(app.db, slug)
+    const [loadedKey, loadedOrg] = await Promise.all([
+      cachedKey === undefined ? keyLoads.run(`${cacheId}|${stamp}`, () => findApiKeyByHash(app.db, hashApiKey(config.apiKeyPepper, presented))) : null,
+      cachedOrg === undefined ? orgLoads.run(`${slug}|${stamp}`, () => findOrgBySlug(app.db, slug)) : null
     ])
-    if (key === undefined) cache.unknownKeyHashes.set(cacheId, true)
-    else if (cachedKey === undefined) cache.keys.set(cacheId, key, stamp)
-    if (org !== null && cachedOrg === undefined) cache.orgs.set(slug, org, stamp)
+    const key = cachedKey?.value ?? loadedKey?.value
+    const org = cachedOrg?.value ?? loadedOrg?.value ?? null
+    if (loadedKey !== null) {
+      if (loadedKey.value === undefined) cache.unknownKeyHashes.set(cacheId, true)
+      else cache.keys.set(cacheId, loadedKey.value, stamp)
+    }
+    if (loadedOrg !== null && loadedOrg.value !== null) cache.orgs.set(slug, loadedOrg.value, stamp)
     if (key === undefined || org === null) throw new InvalidApiKey()
-    // Loaded from the database in this request: current whatever the epoch says.
-    return { key, org, cacheId, stamps: [] }
+    // What this request read from the database itself is current whatever the epoch says; what
+    // came from the cache, or from a load another request started, confirmApiKey checks.
+    const stamps: string[] = []
+    if (cachedKey !== undefined) stamps.push(cachedKey.epoch)
+    if (cachedOrg !== undefined) stamps.push(cachedOrg.epoch)
+    if (loadedKey?.shared === true || loadedOrg?.shared === true) stamps.push(stamp)
+    return { key, org, cacheId, stamps }
   }
 
   function check (loaded: Pick<Loaded, 'key' | 'org'>): void {
@@ -142,7 +171,16 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     const epoch = await request.orgEpoch
     if (loaded.stamps.some(stamp => stamp !== epoch)) {
       // Something about this org changed since these entries were cached: read them again.
-      const [key, org] = await Promise.all([findApiKeyByHash(app.db, loaded.key.key_hash), findOrgBySlug(app.db, loaded.org.slug)])
+      // Requests that read the same epoch may share a read: none of them has to see a write whose
+      // epoch came later. With the epoch unknown (Redis down) each request reads for itself.
+      const readKey = () => findApiKeyByHash(app.db, loaded.key.key_hash)
+      const readOrg = () => findOrgBySlug(app.db, loaded.org.slug)
+      const [key, org] = epoch === null
+        ? await Promise.all([readKey(), readOrg()])
+        : await Promise.all([
+          keyLoads.run(`${loaded.cacheId}|${epoch}`, readKey).then(load => load.value),
+          orgLoads.run(`${loaded.org.slug}|${epoch}`, readOrg).then(load => load.value)
+        ])
       if (key === undefined || org === null) {
         cache.keys.delete(loaded.cacheId)
         app.metrics.apiKeyOutcome('invalid')

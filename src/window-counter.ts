@@ -42,6 +42,15 @@ export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOpt
   // Bounded: one entry per key seen in a window; the oldest go first.
   const memory = new LRUCache<string, { current: number, endsAt: number }>({ max: 100_000 })
   let warned = false
+  // Sent by its SHA (EVALSHA) once Redis has it: ioredis loads it on NOSCRIPT, so each request
+  // carries 40 bytes of digest rather than the script's text.
+  type IncrInRedis = (key: string, windowMs: number) => Promise<[number, number]>
+  let incrInRedis: IncrInRedis | null = null
+  if (redis !== null) {
+    redis.defineCommand('tenantkeyWindowIncr', { numberOfKeys: 1, lua: INCR_LUA })
+    const command = (redis as unknown as { tenantkeyWindowIncr: IncrInRedis }).tenantkeyWindowIncr
+    incrInRedis = (key, windowMs) => command.call(redis, key, windowMs)
+  }
 
   function countInMemory (key: string, windowMs: number): WindowCount {
     const now = Date.now()
@@ -55,9 +64,9 @@ export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOpt
   }
 
   return async function incr (key, windowMs) {
-    if (redis !== null && redis.status === 'ready') {
+    if (incrInRedis !== null && redis?.status === 'ready') {
       try {
-        const [current, ttl] = await redis.eval(INCR_LUA, 1, keyPrefix + key, windowMs) as [number, number]
+        const [current, ttl] = await incrInRedis(keyPrefix + key, windowMs)
         warned = false
         return { current, ttl }
       } catch (error) {

@@ -41,6 +41,18 @@ t.test('steady state: /public/* answers from the cache with no database query', 
   }
 })
 
+t.test('a burst of requests with a key not cached yet shares one query for the key and one for the org', async t => {
+  const app = await build(t)
+  const s = await setup(app)
+  const queries = await queriesDuring(app, async () => {
+    const responses = await Promise.all(Array.from({ length: 100 }, () => publicRequest(app, s, 'org')))
+    t.same([...new Set(responses.map(res => res.statusCode))], [200])
+  })
+  // 2 loads; with Redis the requests that joined them read both again once, together (2 more);
+  // and the key's first use is recorded once (1).
+  t.ok(queries <= 5, `100 concurrent first requests: ${queries} database queries`)
+})
+
 /** Every write below must be seen by the very next /public request on `reader`. */
 async function invalidations (t: Test, writer: FastifyInstance, reader: FastifyInstance): Promise<void> {
   t.test('revoking a key', async t => {
@@ -49,6 +61,17 @@ async function invalidations (t: Test, writer: FastifyInstance, reader: FastifyI
     t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
     const revoke = await writer.inject({ method: 'DELETE', url: `/api/v1/org/api-keys/${s.keyId}`, headers: { authorization: `Bearer ${s.adminToken}`, 'x-org-slug': s.fixture.org.slug } })
     t.equal(revoke.statusCode, 200)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 401)
+  })
+
+  t.test('revoking a key whose org then drops out of the cache', async t => {
+    const s = await setup(writer)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
+    t.equal((await publicRequest(reader, s, 'org')).statusCode, 200)
+    const revoke = await writer.inject({ method: 'DELETE', url: `/api/v1/org/api-keys/${s.keyId}`, headers: { authorization: `Bearer ${s.adminToken}`, 'x-org-slug': s.fixture.org.slug } })
+    t.equal(revoke.statusCode, 200)
+    // Only the org is read again; the key still cached from before the revocation must not be trusted.
+    reader.publicCache.orgs.delete(s.fixture.org.slug)
     t.equal((await publicRequest(reader, s, 'org')).statusCode, 401)
   })
 
