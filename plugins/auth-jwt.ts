@@ -1,3 +1,5 @@
+import { hash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import jwt from '@fastify/jwt'
@@ -93,11 +95,7 @@ async function authJwt (app: FastifyInstance, { config }: { config: Config }): P
       requiredClaims: ['sub', 'org', 'sid', 'typ', 'exp', 'iat', 'iss', 'aud'],
       // Seconds (@fastify/jwt converts): a token older than an access token's life is refused
       // whatever its exp says. nbf, when present, is checked by default.
-      maxAge: ACCESS_TOKEN_TTL_SECONDS,
-      // Verified tokens are remembered (by a hash of the token, until their exp) so a backend
-      // verifying the same token on every request pays for the HMAC once. Revocation is not
-      // a signature matter: sessions are checked on every use.
-      cache: 10_000
+      maxAge: ACCESS_TOKEN_TTL_SECONDS
     }
   })
 
@@ -107,11 +105,24 @@ async function authJwt (app: FastifyInstance, { config }: { config: Config }): P
     return app.jwt.sign({ sub: input.userId, org: input.orgId, slug: input.slug, role: input.role, sid: input.sessionId, typ: 'access' })
   })
 
+  // Verified tokens are remembered until their exp, by a one-shot SHA-256 of the token, so a
+  // backend verifying the same token on every request pays for the HMAC and the claim checks
+  // once. (fast-jwt's own cache derives its key by decoding the header first: 7 % of a
+  // /public/verify request in the profile.) Revocation is not a signature matter: sessions are
+  // checked on every use. Refused tokens are not remembered.
+  const verified = new LRUCache<string, AccessClaims>({ max: 10_000 })
+
   app.decorate('verifyAccessToken', function verifyAccessToken (token: string): AccessClaims | null {
     if (token.length > 4096) return null
+    const digest = hash('sha256', token, 'base64')
+    const remembered = verified.get(digest)
+    // exp − iat ≤ 15 min was checked when it was verified, so exp also bounds its age.
+    if (remembered !== undefined) return remembered.exp * 1000 > Date.now() ? remembered : null
     try {
       const payload = app.jwt.verify<object>(token)
-      return isAccessClaims(payload) ? payload : null
+      if (!isAccessClaims(payload)) return null
+      verified.set(digest, payload)
+      return payload
     } catch {
       return null
     }

@@ -109,3 +109,15 @@ t.test('access tokens expire 15 minutes after issue', async t => {
   t.ok(app.verifyAccessToken(app.jwt.sign(payload, { clockTimestamp: Date.now() - 14 * 60_000 })) !== null, 'issued 14 minutes ago: valid')
   t.equal(app.verifyAccessToken(app.jwt.sign(payload, { clockTimestamp: Date.now() - 16 * 60_000 })), null, 'issued 16 minutes ago: expired')
 })
+
+t.test('a token remembered as verified stops verifying at its exp', async t => {
+  const ids = { userId: 'usr_01JZ8Q4K7X3W5N2M9B6V1C0D8E', orgId: 'org_01JZ8Q4K7X3W5N2M9B6V1C0D8E', slug: 'acme', role: 'member' as const, sessionId: 'ses_01JZ8Q4K7X3W5N2M9B6V1C0D8E' }
+  const app = await build(t, { redisUrl: null })
+  const payload = { sub: ids.userId, org: ids.orgId, slug: ids.slug, role: ids.role, sid: ids.sessionId, typ: 'access' }
+  // Issued 15 minutes less 1.5 s ago: valid now, expired in 1.5 s.
+  const token = app.jwt.sign(payload, { clockTimestamp: Date.now() - 15 * 60_000 + 1500 })
+  t.ok(app.verifyAccessToken(token) !== null, 'valid, and now remembered')
+  t.ok(app.verifyAccessToken(token) !== null, 'valid from memory')
+  await new Promise(resolve => setTimeout(resolve, 2100))
+  t.equal(app.verifyAccessToken(token), null, 'past its exp: refused although remembered')
+})
