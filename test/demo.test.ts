@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { build, ADMIN_TOKEN } from './helper.ts'
-import { STEPS, walkThrough } from '../scripts/demo.ts'
+import { ContractMismatch, STEPS, walkThrough } from '../scripts/demo.ts'
 
 // `npm run demo` runs these steps against a server process (.ci/run does); here they run against
 // the app listening in this process, which costs no extra server start.
@@ -13,6 +13,14 @@ t.test('the demo walk-through passes against the real app over HTTP', async t =>
   t.equal(steps, STEPS.length, 'every step ran')
   t.match(lines.join('\n'), /Verified user: ada@acme\.test/)
   t.match(lines.at(-1), /401 {2}Invalid API key/)
+})
+
+t.test('a difference from the contract stops the walk-through, naming the step and what differed', async t => {
+  const app = await build(t)
+  const origin = await app.listen({ host: '127.0.0.1', port: 0 })
+  const failure = await walkThrough({ origin, adminToken: 'not-the-admin-token-0123456789' }).catch((error: unknown) => error)
+  t.ok(failure instanceof ContractMismatch)
+  t.match((failure as Error).message, /step 1 \(POST \/admin\/orgs\)[\s\S]*status: expected 201, got 401[\s\S]*body\.status: expected "success", got "error"/)
 })
 
 /** Method, path and body of each curl command in the README section "From clone to a verified token". */
