@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { LRUCache } from 'lru-cache'
 import type { Config } from '../src/config.ts'
-import { EpochCache, UNVERIFIED } from '../src/epoch-cache.ts'
+import { EpochCache, UNVERIFIED, orgEpochKey } from '../src/epoch-cache.ts'
 import type { Org } from '../db/queries/orgs.ts'
 import type { SessionPrincipal } from '../db/queries/sessions.ts'
 import type { ApiKeyCredential } from '../db/queries/api-keys.ts'
@@ -40,8 +40,10 @@ declare module 'fastify' {
   }
 }
 
-// A bound on any invalidation missed (e.g. a write made while Redis was unreachable from its instance).
-const ENTRY_TTL_MS = 5 * 60_000
+// The bound on an invalidation missed: a write made while its instance could not reach Redis,
+// seen by instances that could. Reloading each entry once a minute costs one query per key,
+// org, session or member in use per instance per minute.
+export const ENTRY_TTL_MS = 60_000
 
 async function publicCache (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const redis = app.redis
@@ -53,7 +55,7 @@ async function publicCache (app: FastifyInstance, { config }: { config: Config }
   // Without Redis one counter serves every org: writes are rare, and it can be read before a
   // load without knowing which org the load will find.
   let localEpoch = 0
-  const epochKey = (orgId: string) => `${config.redisPrefix}epoch:${orgId}`
+  const epochKey = (orgId: string) => orgEpochKey(config.redisPrefix, orgId)
 
   const caches: PublicCache = {
     keys: cache('api_keys', 50_000),
@@ -77,13 +79,19 @@ async function publicCache (app: FastifyInstance, { config }: { config: Config }
       try {
         await redis.incr(epochKey(orgId))
       } catch (error) {
-        app.log.warn({ err: error, orgId }, 'redis unavailable: other instances may serve cached data of this org for up to 5 minutes')
+        unannounced.add(orgId)
+        app.log.error({ err: error, orgId }, 'redis unreachable: instances that can reach it may answer from their caches about this org for up to 60 s; the change is announced when Redis is back')
       }
     }
   }
+  // Orgs whose epochs could not be moved on: moved as soon as Redis answers again.
+  const unannounced = new Set<string>()
   // While Redis was away, writes could not move epochs on: start again from the database.
   redis?.on('ready', () => {
     for (const c of [caches.keys, caches.orgs, caches.principals, caches.members]) c.clear()
+    const missed = [...unannounced]
+    unannounced.clear()
+    for (const orgId of missed) redis.incr(epochKey(orgId)).catch(() => unannounced.add(orgId))
   })
   app.decorate('publicCache', caches)
 }

@@ -30,7 +30,12 @@ interface Command {
   /** checks the input (before any database work) and returns the work to do on the database */
   prepare: (values: Values) => Promise<(context: Context) => Promise<void>>
 }
-interface Context { db: Kysely<Database>, print: (line: string) => void }
+interface Context {
+  db: Kysely<Database>
+  print: (line: string) => void
+  /** after a commit that changes what /public answers about these orgs: running instances stop trusting their caches */
+  orgsChanged: (orgIds: string[]) => Promise<void>
+}
 
 const COMMANDS: Record<string, Command> = {
   migrate: {
@@ -86,7 +91,7 @@ const COMMANDS: Record<string, Command> = {
       const password = await passwordValue(values.password as string)
       check(adminSchemas.createUser.body.properties.password, password, '--password')
       const passwordHash = await hashPassword(password)
-      return async ({ db, print }) => {
+      return async ({ db, print, orgsChanged }) => {
         const [{ findUserByEmail, updateUserPassword }, { revokeAllUserSessions }, { recordAuditEvent }] = await Promise.all([
           import('../db/queries/users.ts'), import('../db/queries/sessions.ts'), import('../db/queries/audit.ts')
         ])
@@ -98,6 +103,8 @@ const COMMANDS: Record<string, Command> = {
           await recordAuditEvent(trx, { orgId: null, actorType: 'system', actorId: null, action: 'user.password_reset', targetType: 'user', targetId: user.id, metadata: { via: 'cli', sessionsEnded: count } })
           return count
         })
+        const memberships = await db.selectFrom('memberships').select('org_id').where('user_id', '=', user.id).execute()
+        await orgsChanged(memberships.map(membership => membership.org_id))
         print(`Password of ${user.email} (${user.id}) reset; ${ended} session${ended === 1 ? '' : 's'} ended`)
       }
     }
@@ -111,7 +118,7 @@ const COMMANDS: Record<string, Command> = {
       const keyId = values['key-id'] as string
       const orgSlug = values.org
       if (!new RegExp(idPattern('key')).test(keyId)) throw usage('--key-id: invalid value (expected: an API key id, key_ followed by 26 characters, as GET /api/v1/org/api-keys lists)')
-      return async ({ db, print }) => {
+      return async ({ db, print, orgsChanged }) => {
         const [{ findApiKeyWithOrg, revokeApiKey }, { recordAuditEvent }] = await Promise.all([
           import('../db/queries/api-keys.ts'), import('../db/queries/audit.ts')
         ])
@@ -127,6 +134,7 @@ const COMMANDS: Record<string, Command> = {
           }
           return result
         })
+        if (outcome === 'revoked') await orgsChanged([key.orgId])
         const described = `API key ${keyId} ("${key.name}", ${key.prefix}…) of ${key.orgSlug}`
         print(outcome === 'revoked' ? `Revoked ${described}` : `${described} was already revoked (${key.revokedAt?.toISOString() ?? 'just now'}); nothing to do`)
       }
@@ -170,6 +178,28 @@ function check (schema: TObject | TObject['properties'][string], value: unknown,
   throw usage(`${flag}: invalid value (expected: ${fieldSchema?.description ?? error.message})`)
 }
 
+/**
+ * Servers may be running on this database after all (several instances with PostgreSQL): with
+ * REDIS_URL, move the orgs' epochs on as the server's own writes do, so every instance stops
+ * trusting what it cached about them. The change itself is committed either way; without Redis
+ * an instance's cache entries expire within 60 seconds.
+ */
+async function moveOrgEpochs (config: Config, orgIds: string[]): Promise<void> {
+  if (config.redisUrl === null || orgIds.length === 0) return
+  const [{ Redis }, { orgEpochKey }] = await Promise.all([import('ioredis'), import('./epoch-cache.ts')])
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 1, retryStrategy: () => null })
+  redis.on('error', () => {}) // reported below, once
+  try {
+    await redis.connect()
+    await Promise.all(orgIds.map(orgId => redis.incr(orgEpochKey(config.redisPrefix, orgId))))
+    console.log('Running instances were told through Redis (org epoch moved on)')
+  } catch (error) {
+    console.error(`warning: Redis unreachable (${(error as Error).message}): running instances may answer from their caches for up to 60 seconds`)
+  } finally {
+    redis.disconnect()
+  }
+}
+
 function describeDatabase (config: Config): string {
   return config.databaseUrl === null ? `embedded PGlite in ${config.dataDir}` : 'PostgreSQL (DATABASE_URL)'
 }
@@ -200,7 +230,7 @@ async function main (argv: string[]): Promise<number> {
     if (applied.length > 0 || name === 'migrate') {
       console.log(`Database: ${describeDatabase(config)}; ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`}`)
     }
-    await work({ db: database.db, print: line => console.log(line) })
+    await work({ db: database.db, print: line => console.log(line), orgsChanged: orgIds => moveOrgEpochs(config, orgIds) })
   } finally {
     await database.close()
   }

@@ -1,5 +1,10 @@
 import { LRUCache } from 'lru-cache'
 
+/** The Redis key of an org's epoch: every instance's /public caches trust only entries stamped with its value. */
+export function orgEpochKey (redisPrefix: string, orgId: string): string {
+  return `${redisPrefix}epoch:${orgId}`
+}
+
 /** Stamp for an entry loaded before the org's epoch was known: it is trusted by no request. */
 export const UNVERIFIED = 'unverified'
 

@@ -11,7 +11,7 @@ import type { Database } from '../db/database.ts'
 import { insertSession, isSessionLive } from '../db/queries/sessions.ts'
 import { verifyPassword } from '../src/passwords.ts'
 import { newId } from '../src/ids.ts'
-import { DATABASE_URL, sharedDatabase, uniqueSlug, uniqueEmail, testConfig, sessionToken } from './helper.ts'
+import { DATABASE_URL, REDIS_URL, sharedDatabase, uniqueSlug, uniqueEmail, testConfig, sessionToken } from './helper.ts'
 
 // The CLI runs as the operator runs it: a child process reading its configuration from the
 // environment. Embedded: a temporary DATA_DIR; with DATABASE_URL: this process's fresh database.
@@ -211,4 +211,24 @@ t.test('revoke-key revokes a key at once, is idempotent, and records the system 
     t.equal(events.length, 1, 'one audit event, not one per call')
     t.match(events[0], { actor_type: 'system', actor_id: null, target_type: 'api_key' })
   })
+})
+
+t.test('revoke-key with REDIS_URL: a running instance that cached the key refuses it at once', {
+  skip: DATABASE_URL === null || REDIS_URL === null ? 'needs DATABASE_URL and REDIS_URL: a server runs beside the CLI only on PostgreSQL' : false
+}, async t => {
+  const config = testConfig()
+  const app = await buildApp(config, { database: (await sharedDatabase()).handle })
+  t.teardown(() => app.close())
+  const org = await app.db.selectFrom('organizations').select('id').where('slug', '=', slug).executeTakeFirstOrThrow()
+  const { token } = await sessionToken(app, { userId, orgId: org.id, slug, role: 'org_admin' })
+  const created = await app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: { authorization: `Bearer ${token}`, 'x-org-slug': slug }, payload: { name: 'Cached backend' } })
+  t.equal(created.statusCode, 201, created.body)
+  const { key, apiKey } = created.json().data
+  const publicOrg = () => app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-api-key': key, 'x-org-slug': slug } })
+  for (let i = 0; i < 2; i++) t.equal((await publicOrg()).statusCode, 200, 'the running instance has the key cached')
+
+  const revoked = await cli(['revoke-key', '--key-id', apiKey.id], { env: { REDIS_URL: REDIS_URL as string, REDIS_PREFIX: config.redisPrefix } })
+  t.equal(revoked.code, 0, revoked.stderr)
+  t.match(revoked.stdout, 'Running instances were told through Redis')
+  t.equal((await publicOrg()).statusCode, 401, 'the next request on the running instance is refused')
 })

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -26,6 +26,10 @@ async function start (t: TestContext, env: Record<string, string>, tty: boolean)
   child.stdout?.on('data', chunk => { output += String(chunk) })
   child.stderr?.on('data', chunk => { output += String(chunk) })
   t.teardown(async () => {
+    // `script` runs the server in a session of its own on the pseudo-terminal, where a signal to
+    // `script` does not reach it: stop every descendant (two such servers were once found
+    // spinning long after their test had ended).
+    if (tty) for (const pid of descendants(child.pid as number)) signal(pid, 'SIGTERM')
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM')
       await once(child, 'exit')
@@ -33,6 +37,24 @@ async function start (t: TestContext, env: Record<string, string>, tty: boolean)
   })
   const match = await waitFor(() => /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output), () => output, child)
   return { child, output: () => output, port: Number(match[1]) }
+}
+
+function descendants (root: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const line of execFileSync('ps', ['-eo', 'pid=,ppid='], { encoding: 'utf8' }).trim().split('\n')) {
+    const [pid, ppid] = line.trim().split(/\s+/).map(Number)
+    children.set(ppid, [...(children.get(ppid) ?? []), pid])
+  }
+  const found: number[] = []
+  const visit = (pid: number): void => { for (const child of children.get(pid) ?? []) { found.push(child); visit(child) } }
+  visit(root)
+  return found
+}
+
+function signal (pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name)
+  } catch {} // already gone
 }
 
 async function waitFor<T> (probe: () => T | null | undefined | false, output: () => string, child: ChildProcess): Promise<T> {
