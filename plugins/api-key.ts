@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.ts'
-import { apiKeyCacheId, hashApiKey, isWellFormedApiKey } from '../src/api-key-format.ts'
+import { apiKeyCacheId, hashApiKey, hasApiKeyShape, hasValidApiKeyChecksum } from '../src/api-key-format.ts'
 import { createLastUsedRecorder } from '../src/last-used-recorder.ts'
 import { findApiKeyByHash, type ApiKeyCredential } from '../db/queries/api-keys.ts'
 import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
@@ -111,7 +111,8 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     if (cachedKey !== undefined && cachedOrg !== undefined) {
       return { key: cachedKey.value, org: cachedOrg.value, cacheId, stamps: [cachedKey.epoch, cachedOrg.epoch] }
     }
-    if (cache.unknownKeyHashes.has(cacheId)) throw new InvalidApiKey()
+    // The checksum only now: every cached key has a valid one. A typo still costs no I/O.
+    if (!hasValidApiKeyChecksum(presented) || cache.unknownKeyHashes.has(cacheId)) throw new InvalidApiKey()
     await refuseWhileGuessing(request, reply)
     const stamp = cache.stampBeforeLoad()
     const [loadedKey, loadedOrg] = await Promise.all([
@@ -143,8 +144,8 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
   async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const slug = slugHeader(request) // a missing X-Org-Slug is 400 whatever the key
     const presented = request.headers['x-api-key']
-    // Format and checksum first: a mistyped, truncated or invented key costs no I/O.
-    if (!isWellFormedApiKey(presented) || slug === null) throw new InvalidApiKey()
+    // Shape first, then the cache, then (in load) the checksum: a mistyped, truncated or invented key costs no I/O.
+    if (!hasApiKeyShape(presented) || slug === null) throw new InvalidApiKey()
     const loaded = await load(request, reply, slug, presented)
     check(loaded)
     request.org = loaded.org

@@ -21,12 +21,19 @@ export function generateApiKey (): string {
   return body + apiKeyChecksum(body)
 }
 
+/** `pk_live_` and 64 lowercase hex: the shape alone, without the checksum. */
+export function hasApiKeyShape (value: unknown): value is string {
+  return typeof value === 'string' && value.length === API_KEY_LENGTH && API_KEY_PATTERN.test(value)
+}
+
+/** For a key of the right shape: whether its last 8 hex are the CRC32 of the rest. */
+export function hasValidApiKeyChecksum (key: string): boolean {
+  return apiKeyChecksum(key.slice(0, BODY_LENGTH)) === key.slice(BODY_LENGTH)
+}
+
 /** Format and checksum only: true means the key may exist, false means it cannot. */
 export function isWellFormedApiKey (value: unknown): value is string {
-  return typeof value === 'string' &&
-    value.length === API_KEY_LENGTH &&
-    API_KEY_PATTERN.test(value) &&
-    apiKeyChecksum(value.slice(0, BODY_LENGTH)) === value.slice(BODY_LENGTH)
+  return hasApiKeyShape(value) && hasValidApiKeyChecksum(value)
 }
 
 /** What the database stores instead of the key: HMAC-SHA256 under the server's pepper, hex. */
