@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import pg from 'pg'
-import { Redis } from 'ioredis'
+import { deleteRedisKeysByPrefix } from './support/redis-keys.ts'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { buildApp, type BuildOptions } from '../src/app.ts'
 import type { Config } from '../src/config.ts'
@@ -112,18 +112,7 @@ async function embeddedFromTemplate (): Promise<DatabaseHandle> {
 }
 
 async function deleteRedisKeys (prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL as string, { lazyConnect: true, maxRetriesPerRequest: 1 })
-  try {
-    await redis.connect()
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
-      if (keys.length > 0) await redis.del(...keys)
-      cursor = next
-    } while (cursor !== '0')
-  } finally {
-    redis.disconnect()
-  }
+  await deleteRedisKeysByPrefix(REDIS_URL as string, prefix)
 }
 
 export interface TestContext { teardown: (fn: () => unknown) => void }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { Redis } from 'ioredis'
+import { deleteRedisKeysByPrefix } from '../../test/support/redis-keys.ts'
 
 export interface BenchStores {
   /** environment for the app process */
@@ -34,7 +34,7 @@ export async function benchStores (environment: Record<string, string | undefine
     const prefix = `tk-bench-${run}:`
     env.REDIS_URL = redisUrl
     env.REDIS_PREFIX = prefix
-    cleanups.push(() => deleteKeys(redisUrl, prefix))
+    cleanups.push(() => deleteRedisKeysByPrefix(redisUrl, prefix))
   }
   const database = env.DATABASE_URL === undefined ? 'embedded PGlite (in memory)' : 'PostgreSQL'
   return {
@@ -51,20 +51,5 @@ async function adminQuery (url: string, text: string): Promise<void> {
     await client.query(text)
   } finally {
     await client.end()
-  }
-}
-
-async function deleteKeys (url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })
-  try {
-    await redis.connect()
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
-      if (keys.length > 0) await redis.del(...keys)
-      cursor = next
-    } while (cursor !== '0')
-  } finally {
-    redis.disconnect()
   }
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { Redis } from 'ioredis'
+import { deleteRedisKeysByPrefix } from '../../support/redis-keys.ts'
 import { DATABASE_URL, REDIS_URL, runId } from '../../helper.ts'
 import { createDatabase, migrateToLatest } from '../../../db/connect.ts'
 
@@ -63,18 +63,7 @@ export function freshRedisPrefix (t: TestContext): string {
 
 export async function deleteRedisKeys (prefix: string): Promise<void> {
   if (REDIS_URL === null) return
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 })
-  try {
-    await redis.connect()
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
-      if (keys.length > 0) await redis.del(...keys)
-      cursor = next
-    } while (cursor !== '0')
-  } finally {
-    redis.disconnect()
-  }
+  await deleteRedisKeysByPrefix(REDIS_URL, prefix)
 }
 
 /** A direct client on a database, for checking rows behind the app's back. */
