@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import type { Config } from '../src/config.ts'
 import type { PoolStats } from '../db/connect.ts'
 import { safeEqual } from '../src/secrets.ts'
@@ -27,9 +27,6 @@ declare module 'fastify' {
   }
 }
 
-interface Increment { inc: () => void }
-type Observe = (seconds: number) => void
-
 // Process metrics (CPU, memory, event-loop lag, GC) are per process, not per app: collected once
 // into a registry every app merges, so building many apps in one process does not start many monitors.
 let processRegistry: Registry | undefined
@@ -46,38 +43,46 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 async function metricsPlugin (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
   const registry = new Registry()
 
-  const requestDuration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'Time from request to response, by method, route pattern (never the raw URL) and status code.',
-    labelNames: ['method', 'route', 'status_code'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [registry]
-  })
+  const requestDuration = new RequestDurations()
+  registry.registerMetric(requestDuration as unknown as Metric)
 
-  const apiKeyVerifications = new Counter({
-    name: 'tenantkey_api_key_verifications_total',
-    help: 'API-key verifications on /public/*, by outcome.',
-    labelNames: ['outcome'] as const,
-    registers: [registry]
-  })
-  const outcomeCounters = new Map<string, Increment>()
-  for (const outcome of API_KEY_OUTCOMES) {
-    const counter = apiKeyVerifications.labels(outcome)
-    counter.inc(0) // every outcome is a series from the start, so rate() and alerts see zeros, not gaps
-    outcomeCounters.set(outcome, counter)
+  // The hot path only adds to plain numbers; prom-client's counters are brought up to date when
+  // /metrics is scraped (its labelled inc() hashes its labels on every call).
+  const counted = (name: string, help: string, labelNames: string[], initial: Array<Record<string, string>> = []) => {
+    const totals = new Map<string, { labels: Record<string, string>, value: number }>()
+    for (const labels of initial) totals.set(Object.values(labels).join('\u0000'), { labels, value: 0 })
+    new Counter({ // eslint-disable-line no-new -- registered in the registry, read at scrape time
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect () {
+        this.reset()
+        for (const { labels, value } of totals.values()) this.inc(labels, value)
+      }
+    })
+    return (labels: Record<string, string>, key: string) => {
+      let total = totals.get(key)
+      if (total === undefined) {
+        total = { labels, value: 0 }
+        totals.set(key, total)
+      }
+      return total
+    }
   }
 
-  const cacheRequests = new Counter({
-    name: 'tenantkey_cache_requests_total',
-    help: 'Cache lookups by cache name and result (hit or miss); hit ratio = rate(hit) / rate(hit + miss).',
-    labelNames: ['cache', 'result'] as const,
-    registers: [registry]
-  })
-  const cacheCounts = new Map<string, { hits: number, misses: number, hit: Increment, miss: Increment }>()
-  const cacheEntry = (cache: string): { hits: number, misses: number, hit: Increment, miss: Increment } => {
+  // every outcome is a series from the start, so rate() and alerts see zeros, not gaps
+  const outcomeTotal = counted('tenantkey_api_key_verifications_total', 'API-key verifications on /public/*, by outcome.', ['outcome'],
+    API_KEY_OUTCOMES.map(outcome => ({ outcome })))
+  const outcomeTotals = new Map(API_KEY_OUTCOMES.map(outcome => [outcome, outcomeTotal({ outcome }, outcome)]))
+  const cacheTotal = counted('tenantkey_cache_requests_total', 'Cache lookups by cache name and result (hit or miss); hit ratio = rate(hit) / rate(hit + miss).', ['cache', 'result'])
+  const rejectionTotal = counted('tenantkey_rate_limit_rejections_total', 'Requests refused with 429, by limiter.', ['limiter'])
+
+  const cacheCounts = new Map<string, { hits: { value: number }, misses: { value: number } }>()
+  const cacheEntry = (cache: string): { hits: { value: number }, misses: { value: number } } => {
     let entry = cacheCounts.get(cache)
     if (entry === undefined) {
-      entry = { hits: 0, misses: 0, hit: cacheRequests.labels(cache, 'hit'), miss: cacheRequests.labels(cache, 'miss') }
+      entry = { hits: cacheTotal({ cache, result: 'hit' }, `${cache}\u0000hit`), misses: cacheTotal({ cache, result: 'miss' }, `${cache}\u0000miss`) }
       cacheCounts.set(cache, entry)
     }
     return entry
@@ -88,17 +93,9 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
     labelNames: ['cache'] as const,
     registers: [registry],
     collect () {
-      for (const [cache, { hits, misses }] of cacheCounts) this.set({ cache }, hits + misses === 0 ? 0 : hits / (hits + misses))
+      for (const [cache, { hits, misses }] of cacheCounts) this.set({ cache }, hits.value + misses.value === 0 ? 0 : hits.value / (hits.value + misses.value))
     }
   })
-
-  const rateLimitRejections = new Counter({
-    name: 'tenantkey_rate_limit_rejections_total',
-    help: 'Requests refused with 429, by limiter.',
-    labelNames: ['limiter'] as const,
-    registers: [registry]
-  })
-  const limiterCounters = new Map<string, Increment>()
 
   const poolStats = app.database.poolStats
   if (app.database.kind === 'postgres') {
@@ -119,22 +116,15 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
   }
 
   app.decorate('metrics', {
-    apiKeyOutcome: (outcome: ApiKeyOutcome) => { outcomeCounters.get(outcome)?.inc() },
-    cacheHit: (cache: string) => { const entry = cacheEntry(cache); entry.hits++; entry.hit.inc() },
-    cacheMiss: (cache: string) => { const entry = cacheEntry(cache); entry.misses++; entry.miss.inc() },
-    rateLimited: (limiter: string) => {
-      let counter = limiterCounters.get(limiter)
-      if (counter === undefined) {
-        counter = rateLimitRejections.labels(limiter)
-        limiterCounters.set(limiter, counter)
-      }
-      counter.inc()
-    },
+    apiKeyOutcome: (outcome: ApiKeyOutcome) => { (outcomeTotals.get(outcome) ?? outcomeTotal({ outcome }, outcome)).value++ },
+    cacheHit: (cache: string) => { cacheEntry(cache).hits.value++ },
+    cacheMiss: (cache: string) => { cacheEntry(cache).misses.value++ },
+    rateLimited: (limiter: string) => { rejectionTotal({ limiter }, limiter).value++ },
     registry: Registry.merge([processMetrics(), registry])
   } satisfies Metrics)
 
   // Each route gets its own onResponse hook that already knows its pattern, so a request pays
-  // for no route lookup and no label object: only the cached child's observe.
+  // for no route lookup and no label object: a few additions to its series.
   app.addHook('onRoute', (route: RouteOptions) => {
     const observeDuration = durationHook(requestDuration, route.url)
     route.onResponse = route.onResponse === undefined ? [observeDuration] : [...[route.onResponse].flat(), observeDuration]
@@ -166,8 +156,60 @@ export const metricsRoute: FastifyPluginAsync<{ config: Config }> = async (app, 
   })
 }
 
-function durationHook (histogram: Histogram<'method' | 'route' | 'status_code'>, route: string) {
-  const byMethod = new Map<string, Map<number, { observe: Observe }>>()
+interface DurationSeries { labels: Record<'method' | 'route' | 'status_code', string>, buckets: Float64Array, sum: number, count: number }
+
+/**
+ * http_request_duration_seconds, kept as plain numbers per series and written out in
+ * prom-client's histogram format at scrape time: observing is a bucket search and three
+ * additions, where prom-client's Histogram validates and hashes its labels every time.
+ */
+class RequestDurations {
+  readonly name = 'http_request_duration_seconds'
+  readonly help = 'Time from request to response, by method, route pattern (never the raw URL) and status code.'
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly #series: DurationSeries[] = []
+
+  series (method: string, route: string, statusCode: number): DurationSeries {
+    const series = { labels: { method, route, status_code: String(statusCode) }, buckets: new Float64Array(DURATION_BUCKETS.length), sum: 0, count: 0 }
+    this.#series.push(series)
+    return series
+  }
+
+  observe (series: DurationSeries, seconds: number): void {
+    let bucket = 0
+    while (bucket < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[bucket]) bucket++
+    if (bucket < DURATION_BUCKETS.length) series.buckets[bucket]++
+    series.sum += seconds
+    series.count++
+  }
+
+  get (): { name: string, help: string, type: string, aggregator: string, values: Array<{ labels: Record<string, string | number>, value: number, metricName: string }> } {
+    const values = []
+    for (const { labels, buckets, sum, count } of this.#series) {
+      let cumulative = 0
+      for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+        cumulative += buckets[i]
+        values.push({ labels: { le: DURATION_BUCKETS[i], ...labels }, value: cumulative, metricName: `${this.name}_bucket` })
+      }
+      values.push({ labels: { le: '+Inf', ...labels }, value: count, metricName: `${this.name}_bucket` })
+      values.push({ labels, value: sum, metricName: `${this.name}_sum` })
+      values.push({ labels, value: count, metricName: `${this.name}_count` })
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  reset (): void {
+    for (const series of this.#series) {
+      series.buckets.fill(0)
+      series.sum = 0
+      series.count = 0
+    }
+  }
+}
+
+function durationHook (durations: RequestDurations, route: string) {
+  const byMethod = new Map<string, Map<number, DurationSeries>>()
   return function observeDuration (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const method = request.method
     let byStatus = byMethod.get(method)
@@ -176,12 +218,12 @@ function durationHook (histogram: Histogram<'method' | 'route' | 'status_code'>,
       byMethod.set(method, byStatus)
     }
     const status = reply.statusCode
-    let child = byStatus.get(status)
-    if (child === undefined) {
-      child = histogram.labels(method, route, String(status))
-      byStatus.set(status, child)
+    let series = byStatus.get(status)
+    if (series === undefined) {
+      series = durations.series(method, route, status)
+      byStatus.set(status, series)
     }
-    child.observe(reply.elapsedTime / 1000)
+    durations.observe(series, reply.elapsedTime / 1000)
     done()
   }
 }
