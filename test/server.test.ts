@@ -23,20 +23,31 @@ async function start (t: TestContext, env: Record<string, string>, tty: boolean)
     ? spawn('script', ['-qefc', command, '/dev/null'], { cwd: root, env: fullEnv, stdio: ['pipe', 'pipe', 'pipe'] })
     : spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: root, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
+  let port = 0
   child.stdout?.on('data', chunk => { output += String(chunk) })
   child.stderr?.on('data', chunk => { output += String(chunk) })
   t.teardown(async () => {
     // `script` runs the server in a session of its own on the pseudo-terminal, where a signal to
-    // `script` does not reach it: stop every descendant (two such servers were once found
-    // spinning long after their test had ended).
-    if (tty) for (const pid of descendants(child.pid as number)) signal(pid, 'SIGTERM')
+    // `script` does not reach it, and once `script` has gone the server is no longer its
+    // descendant: stop the process listening on the server's port and every descendant
+    // (servers of these cases were found spinning long after their test had ended).
+    if (tty) {
+      for (const pid of [...listeningOn(port), ...descendants(child.pid as number)]) signal(pid, 'SIGKILL')
+    }
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM')
       await once(child, 'exit')
     }
   })
   const match = await waitFor(() => /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output), () => output, child)
-  return { child, output: () => output, port: Number(match[1]) }
+  port = Number(match[1])
+  return { child, output: () => output, port }
+}
+
+function listeningOn (port: number): number[] {
+  if (port === 0) return []
+  const out = execFileSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8' })
+  return [...out.matchAll(/pid=(\d+)/g)].map(match => Number(match[1]))
 }
 
 function descendants (root: number): number[] {
