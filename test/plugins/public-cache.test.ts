@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { build, createOrgWithMember, createApiKey, adminHeaders, sessionToken, createUser, addMember, REDIS_URL, type Fixture } from '../helper.ts'
 
-interface Setup { fixture: Fixture, key: string, keyId: string, token: string, adminToken: string }
+interface Setup { fixture: Fixture, key: string, keyId: string, token: string, refreshToken: string, adminToken: string }
 
 async function setup (app: FastifyInstance): Promise<Setup> {
   const fixture = await createOrgWithMember(app)
@@ -10,7 +10,7 @@ async function setup (app: FastifyInstance): Promise<Setup> {
   const { token: adminToken } = await sessionToken(app, { userId: fixture.user.id, orgId: fixture.org.id, slug: fixture.org.slug, role: 'org_admin' })
   const login = await app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: { 'x-org-slug': fixture.org.slug }, payload: { email: fixture.user.email, password: fixture.user.password } })
   if (login.statusCode !== 200) throw new Error(`login: ${login.body}`)
-  return { fixture, key, keyId: id, token: login.json().data.accessToken, adminToken }
+  return { fixture, key, keyId: id, token: login.json().data.accessToken, refreshToken: login.json().data.refreshToken, adminToken }
 }
 
 function publicRequest (app: FastifyInstance, s: Setup, route: 'org' | 'user' | 'verify', key = s.key) {
@@ -94,6 +94,16 @@ async function invalidations (t: Test, writer: FastifyInstance, reader: FastifyI
     const logout = await writer.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: { authorization: `Bearer ${s.token}`, 'x-org-slug': s.fixture.org.slug } })
     t.equal(logout.statusCode, 200)
     t.same((await publicRequest(reader, s, 'verify')).json().data, { valid: false })
+  })
+
+  t.test('reusing a spent refresh token (the session is revoked)', async t => {
+    const s = await setup(writer)
+    t.equal((await publicRequest(reader, s, 'verify')).json().data.valid, true)
+    t.equal((await publicRequest(reader, s, 'verify')).json().data.valid, true)
+    const refresh = (refreshToken: string) => writer.inject({ method: 'POST', url: '/api/v1/auth/refresh', headers: { 'x-org-slug': s.fixture.org.slug }, payload: { refreshToken } })
+    t.equal((await refresh(s.refreshToken)).statusCode, 200, 'first use rotates it')
+    t.equal((await refresh(s.refreshToken)).statusCode, 401, 'second use is reuse')
+    t.same((await publicRequest(reader, s, 'verify')).json().data, { valid: false }, 'the access token of that session no longer verifies')
   })
 
   t.test('suspending, then removing a member', async t => {
