@@ -1,20 +1,6 @@
 import t from 'tap'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { build, createOrgWithMember, createApiKey, REDIS_URL } from '../helper.ts'
-
-async function keyedOrg (app: FastifyInstance): Promise<Record<string, string>> {
-  const fixture = await createOrgWithMember(app)
-  const { key } = await createApiKey(app, fixture)
-  return { 'x-org-slug': fixture.org.slug, 'x-api-key': key }
-}
-
-function getOrg (app: FastifyInstance, headers: Record<string, string>): Promise<LightMyRequestResponse> {
-  return app.inject({ method: 'GET', url: '/api/v1/public/org', headers })
-}
-
-function limits (res: LightMyRequestResponse): { limit: number, remaining: number, reset: number } {
-  return { limit: Number(res.headers['x-ratelimit-limit']), remaining: Number(res.headers['x-ratelimit-remaining']), reset: Number(res.headers['x-ratelimit-reset']) }
-}
+import { build, REDIS_URL } from '../helper.ts'
+import { getOrg, keyedOrg, limits } from '../support/rate-limit.ts'
 
 t.test('400 concurrent requests at one key: exactly 300 pass', async t => {
   const app = await build(t)

@@ -1,22 +1,8 @@
 import t from 'tap'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { build, createOrgWithMember, createApiKey } from '../helper.ts'
+import { build } from '../helper.ts'
+import { getOrg, keyedOrg, limits } from '../support/rate-limit.ts'
 
 const WINDOW_MS = 15 * 60_000
-
-async function keyedOrg (app: FastifyInstance): Promise<Record<string, string>> {
-  const fixture = await createOrgWithMember(app)
-  const { key } = await createApiKey(app, fixture)
-  return { 'x-org-slug': fixture.org.slug, 'x-api-key': key }
-}
-
-function getOrg (app: FastifyInstance, headers: Record<string, string>): Promise<LightMyRequestResponse> {
-  return app.inject({ method: 'GET', url: '/api/v1/public/org', headers })
-}
-
-function limits (res: LightMyRequestResponse): { limit: number, remaining: number, reset: number } {
-  return { limit: Number(res.headers['x-ratelimit-limit']), remaining: Number(res.headers['x-ratelimit-remaining']), reset: Number(res.headers['x-ratelimit-reset']) }
-}
 
 t.test('300 per window per key: Remaining counts down by one, Reset is the constant epoch second the window ends, 301 → 429', async t => {
   const app = await build(t)
