@@ -48,9 +48,8 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
 
   // The hot path only adds to plain numbers; prom-client's counters are brought up to date when
   // /metrics is scraped (its labelled inc() hashes its labels on every call).
-  const counted = (name: string, help: string, labelNames: string[], initial: Array<Record<string, string>> = []) => {
+  const counted = (name: string, help: string, labelNames: string[]) => {
     const totals = new Map<string, { labels: Record<string, string>, value: number }>()
-    for (const labels of initial) totals.set(Object.values(labels).join('\u0000'), { labels, value: 0 })
     new Counter({ // eslint-disable-line no-new -- registered in the registry, read at scrape time
       name,
       help,
@@ -61,7 +60,9 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
         for (const { labels, value } of totals.values()) this.inc(labels, value)
       }
     })
-    return (labels: Record<string, string>, key: string) => {
+    // The outcome and cache series are looked up once and kept; only a 429 (rare) looks its series up each time.
+    return (labels: Record<string, string>) => {
+      const key = Object.values(labels).join('\u0000')
       let total = totals.get(key)
       if (total === undefined) {
         total = { labels, value: 0 }
@@ -72,9 +73,8 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
   }
 
   // every outcome is a series from the start, so rate() and alerts see zeros, not gaps
-  const outcomeTotal = counted('tenantkey_api_key_verifications_total', 'API-key verifications on /public/*, by outcome.', ['outcome'],
-    API_KEY_OUTCOMES.map(outcome => ({ outcome })))
-  const outcomeTotals = new Map(API_KEY_OUTCOMES.map(outcome => [outcome, outcomeTotal({ outcome }, outcome)]))
+  const outcomeTotal = counted('tenantkey_api_key_verifications_total', 'API-key verifications on /public/*, by outcome.', ['outcome'])
+  const outcomeTotals = new Map(API_KEY_OUTCOMES.map(outcome => [outcome, outcomeTotal({ outcome })]))
   const cacheTotal = counted('tenantkey_cache_requests_total', 'Cache lookups by cache name and result (hit or miss); hit ratio = rate(hit) / rate(hit + miss).', ['cache', 'result'])
   const rejectionTotal = counted('tenantkey_rate_limit_rejections_total', 'Requests refused with 429, by limiter.', ['limiter'])
 
@@ -82,7 +82,7 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
   const cacheEntry = (cache: string): { hits: { value: number }, misses: { value: number } } => {
     let entry = cacheCounts.get(cache)
     if (entry === undefined) {
-      entry = { hits: cacheTotal({ cache, result: 'hit' }, `${cache}\u0000hit`), misses: cacheTotal({ cache, result: 'miss' }, `${cache}\u0000miss`) }
+      entry = { hits: cacheTotal({ cache, result: 'hit' }), misses: cacheTotal({ cache, result: 'miss' }) }
       cacheCounts.set(cache, entry)
     }
     return entry
@@ -116,10 +116,10 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
   }
 
   app.decorate('metrics', {
-    apiKeyOutcome: (outcome: ApiKeyOutcome) => { (outcomeTotals.get(outcome) ?? outcomeTotal({ outcome }, outcome)).value++ },
+    apiKeyOutcome: (outcome: ApiKeyOutcome) => { (outcomeTotals.get(outcome) ?? outcomeTotal({ outcome })).value++ },
     cacheHit: (cache: string) => { cacheEntry(cache).hits.value++ },
     cacheMiss: (cache: string) => { cacheEntry(cache).misses.value++ },
-    rateLimited: (limiter: string) => { rejectionTotal({ limiter }, limiter).value++ },
+    rateLimited: (limiter: string) => { rejectionTotal({ limiter }).value++ },
     registry: Registry.merge([processMetrics(), registry])
   } satisfies Metrics)
 

@@ -57,6 +57,8 @@ async function publicCache (app: FastifyInstance, { config }: { config: Config }
   let localEpoch = 0
   const epochKey = (orgId: string) => orgEpochKey(config.redisPrefix, orgId)
 
+  // Orgs whose epochs could not be moved on: moved as soon as Redis answers again.
+  const unannounced = new Set<string>()
   const caches: PublicCache = {
     keys: cache('api_keys', 50_000),
     orgs: cache('orgs', 10_000),
@@ -84,8 +86,6 @@ async function publicCache (app: FastifyInstance, { config }: { config: Config }
       }
     }
   }
-  // Orgs whose epochs could not be moved on: moved as soon as Redis answers again.
-  const unannounced = new Set<string>()
   // While Redis was away, writes could not move epochs on: start again from the database.
   redis?.on('ready', () => {
     for (const c of [caches.keys, caches.orgs, caches.principals, caches.members]) c.clear()
