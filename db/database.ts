@@ -10,6 +10,9 @@ export interface OrganizationsTable {
   plan: Generated<string>
   status: Generated<'active' | 'suspended'>
   app_url: string | null
+  /** the org's budget per API key (§9); both null: the service default */
+  rate_limit_max: number | null
+  rate_limit_window_seconds: number | null
   created_at: Timestamp
   updated_at: Timestamp
 }
@@ -67,17 +70,30 @@ export interface ApiKeysTable {
   last_used_at: NullableTimestamp
   revoked_at: NullableTimestamp
   revoked_by: string | null
+  description: string | null
+  scopes: ColumnType<string[], string[] | undefined, string[]>
+  /** the key's own budget (§9); both null: the org's, else the service default */
+  rate_limit_max: number | null
+  rate_limit_window_seconds: number | null
+  /** normalised addresses and CIDR blocks; empty: any address */
+  allowed_ips: ColumnType<string[], string[] | undefined, string[]>
+  rotated_from_id: string | null
+  rotated_to_id: string | null
+  created_by_type: Generated<'user' | 'admin' | 'system'>
 }
 
 export interface AuditEventsTable {
   id: string
   org_id: string | null
+  type: string
   actor_type: 'user' | 'admin' | 'system'
   actor_id: string | null
-  action: string
+  actor_email: string | null
   target_type: string
   target_id: string
-  metadata: ColumnType<Record<string, unknown>, string | undefined, string>
+  data: ColumnType<Record<string, unknown>, string | undefined, string>
+  /** the client address of the request that caused the event, or null */
+  ip: string | null
   created_at: Timestamp
 }
 

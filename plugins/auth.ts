@@ -9,7 +9,7 @@ import { findUserByEmail } from '../db/queries/users.ts'
 import { findMembership } from '../db/queries/memberships.ts'
 import { findLiveSessionPrincipal, insertSession, revokeSession, type SessionPrincipal } from '../db/queries/sessions.ts'
 import { consumeRefreshToken, findRefreshToken, insertRefreshToken } from '../db/queries/refresh-tokens.ts'
-import { recordAuditEvent } from '../db/queries/audit.ts'
+import { recordEvent, SYSTEM_ACTOR } from '../db/queries/events.ts'
 import { dummyPasswordHash, verifyPassword } from '../src/passwords.ts'
 import { sha256Hex } from '../src/secrets.ts'
 import { newId } from '../src/ids.ts'
@@ -134,10 +134,14 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
   })
 
   async function revokeForReuse (request: FastifyRequest, sessionId: string, userId: string): Promise<void> {
-    if (await revokeSession(app.db, sessionId, 'refresh_token_reuse')) {
+    const revoked = await app.db.transaction().execute(async trx => {
+      if (!await revokeSession(trx, sessionId, 'refresh_token_reuse')) return false
+      await recordEvent(trx, { type: 'session.revoked', orgId: request.org!.id, actor: SYSTEM_ACTOR, target: { type: 'session', id: sessionId }, data: { reason: 'refresh_token_reuse', userId }, ip: request.ip })
+      return true
+    })
+    if (revoked) {
       await app.publicCache.orgChanged(request.org!.id)
       request.log.warn({ sessionId, userId }, 'refresh token reused: session revoked')
-      await recordAuditEvent(app.db, { orgId: request.org!.id, actorType: 'system', actorId: null, action: 'session.revoked', targetType: 'session', targetId: sessionId, metadata: { reason: 'refresh_token_reuse', userId } })
     }
   }
 

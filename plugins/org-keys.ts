@@ -6,7 +6,7 @@ import type { Config } from '../src/config.ts'
 import { idPattern, newId } from '../src/ids.ts'
 import { NotFound, ValidationFailed } from '../src/errors.ts'
 import { insertApiKey, listApiKeys, revokeApiKey } from '../db/queries/api-keys.ts'
-import { recordAuditEvent } from '../db/queries/audit.ts'
+import { recordEvent, userActor } from '../db/queries/events.ts'
 
 const KEY_ID = new RegExp(idPattern('key'))
 
@@ -41,7 +41,7 @@ const orgKeys: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
         id: newId('key'), orgId, name, prefix: apiKeyDisplayPrefix(key), keyHash: hashApiKey(config.apiKeyPepper, key), createdBy: userId, expiresAt
       })
       const metadata = { name, prefix: created.prefix, expiresAt: created.expiresAt }
-      await recordAuditEvent(trx, { orgId, actorType: 'user', actorId: userId, action: 'api_key.created', targetType: 'api_key', targetId: created.id, metadata })
+      await recordEvent(trx, { type: 'api_key.created', orgId, actor: userActor(request.auth!.user), target: { type: 'api_key', id: created.id }, data: metadata, ip: request.ip })
       return created
     })
     request.log.info({ orgId, apiKeyId: apiKey.id }, 'API key created')
@@ -60,7 +60,7 @@ const orgKeys: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
     const outcome = await app.db.transaction().execute(async trx => {
       const result = await revokeApiKey(trx, { orgId, keyId, revokedBy: userId })
       if (result === 'revoked') {
-        await recordAuditEvent(trx, { orgId, actorType: 'user', actorId: userId, action: 'api_key.revoked', targetType: 'api_key', targetId: keyId })
+        await recordEvent(trx, { type: 'api_key.revoked', orgId, actor: userActor(request.auth!.user), target: { type: 'api_key', id: keyId }, data: {}, ip: request.ip })
       }
       return result
     })

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/ty
 import * as schemas from '../schemas/org.ts'
 import { countActiveAdmins, deleteMembership, findMember, listMembers, lockOrgMemberships, updateMembership, type Member } from '../db/queries/memberships.ts'
 import { revokeUserSessionsInOrg } from '../db/queries/sessions.ts'
-import { recordAuditEvent } from '../db/queries/audit.ts'
+import { recordEvent, userActor } from '../db/queries/events.ts'
 import { Conflict, NotFound } from '../src/errors.ts'
 
 const LAST_ADMIN = 'The last active org_admin of an organization cannot be demoted, suspended or removed'
@@ -40,14 +40,13 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
         const after = { role: role ?? before.role, status: status ?? before.status }
         if (isActiveAdmin(before) && !isActiveAdmin(after) && await countActiveAdmins(trx, orgId) <= 1) throw new Conflict(LAST_ADMIN)
         await updateMembership(trx, orgId, userId, { role, status })
-        await recordAuditEvent(trx, {
+        await recordEvent(trx, {
+          type: 'member.updated',
           orgId,
-          actorType: 'user',
-          actorId: request.auth!.user.id,
-          action: 'member.updated',
-          targetType: 'user',
-          targetId: userId,
-          metadata: { before: { role: before.role, status: before.status }, after }
+          actor: userActor(request.auth!.user),
+          target: { type: 'user', id: userId },
+          data: { before: { role: before.role, status: before.status }, after },
+          ip: request.ip
         })
         return { ...before, ...after }
       })
@@ -66,14 +65,13 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
         if (isActiveAdmin(member) && await countActiveAdmins(trx, orgId) <= 1) throw new Conflict(LAST_ADMIN)
         await deleteMembership(trx, orgId, userId)
         const revoked = await revokeUserSessionsInOrg(trx, orgId, userId, 'member_removed')
-        await recordAuditEvent(trx, {
+        await recordEvent(trx, {
+          type: 'member.removed',
           orgId,
-          actorType: 'user',
-          actorId: request.auth!.user.id,
-          action: 'member.removed',
-          targetType: 'user',
-          targetId: userId,
-          metadata: { role: member.role, status: member.status, sessionsRevoked: revoked }
+          actor: userActor(request.auth!.user),
+          target: { type: 'user', id: userId },
+          data: { role: member.role, status: member.status, sessionsRevoked: revoked },
+          ip: request.ip
         })
         return revoked
       })

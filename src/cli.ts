@@ -92,15 +92,15 @@ const COMMANDS: Record<string, Command> = {
       check(adminSchemas.createUser.body.properties.password, password, '--password')
       const passwordHash = await hashPassword(password)
       return async ({ db, print, orgsChanged }) => {
-        const [{ findUserByEmail, updateUserPassword }, { revokeAllUserSessions }, { recordAuditEvent }] = await Promise.all([
-          import('../db/queries/users.ts'), import('../db/queries/sessions.ts'), import('../db/queries/audit.ts')
+        const [{ findUserByEmail, updateUserPassword }, { revokeAllUserSessions }, { recordEvent, SYSTEM_ACTOR }] = await Promise.all([
+          import('../db/queries/users.ts'), import('../db/queries/sessions.ts'), import('../db/queries/events.ts')
         ])
         const user = await findUserByEmail(db, email)
         if (user === undefined) throw new CliError(`no user with email ${email}`)
         const ended = await db.transaction().execute(async trx => {
           await updateUserPassword(trx, user.id, passwordHash)
           const count = await revokeAllUserSessions(trx, user.id, 'password_reset')
-          await recordAuditEvent(trx, { orgId: null, actorType: 'system', actorId: null, action: 'user.password_reset', targetType: 'user', targetId: user.id, metadata: { via: 'cli', sessionsEnded: count } })
+          await recordEvent(trx, { type: 'user.password_reset', orgId: null, actor: SYSTEM_ACTOR, target: { type: 'user', id: user.id }, data: { via: 'cli', sessionsEnded: count }, ip: null })
           return count
         })
         const memberships = await db.selectFrom('memberships').select('org_id').where('user_id', '=', user.id).execute()
@@ -119,8 +119,8 @@ const COMMANDS: Record<string, Command> = {
       const orgSlug = values.org
       if (!new RegExp(idPattern('key')).test(keyId)) throw usage('--key-id: invalid value (expected: an API key id, key_ followed by 26 characters, as GET /api/v1/org/api-keys lists)')
       return async ({ db, print, orgsChanged }) => {
-        const [{ findApiKeyWithOrg, revokeApiKey }, { recordAuditEvent }] = await Promise.all([
-          import('../db/queries/api-keys.ts'), import('../db/queries/audit.ts')
+        const [{ findApiKeyWithOrg, revokeApiKey }, { recordEvent, SYSTEM_ACTOR }] = await Promise.all([
+          import('../db/queries/api-keys.ts'), import('../db/queries/events.ts')
         ])
         const key = await findApiKeyWithOrg(db, keyId)
         // With --org, a key of another org is as unknown as a key that does not exist.
@@ -130,7 +130,7 @@ const COMMANDS: Record<string, Command> = {
         const outcome = await db.transaction().execute(async trx => {
           const result = await revokeApiKey(trx, { orgId: key.orgId, keyId, revokedBy: null })
           if (result === 'revoked') {
-            await recordAuditEvent(trx, { orgId: key.orgId, actorType: 'system', actorId: null, action: 'api_key.revoked', targetType: 'api_key', targetId: keyId, metadata: { via: 'cli' } })
+            await recordEvent(trx, { type: 'api_key.revoked', orgId: key.orgId, actor: SYSTEM_ACTOR, target: { type: 'api_key', id: keyId }, data: { via: 'cli' }, ip: null })
           }
           return result
         })

@@ -31,7 +31,15 @@ const EnvSchema = Type.Object({
   REQUEST_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 30s' })),
   HEADERS_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 30s, at most REQUEST_TIMEOUT' })),
   CONNECTION_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 60s' })),
-  KEEP_ALIVE_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 72s' }))
+  KEEP_ALIVE_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 72s' })),
+  SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://', description: 'an smtp:// or smtps:// URL of the mail server for invitations, e.g. smtp://user:pass@host:587 (unset: invitation tokens are returned by the API instead)' })),
+  MAIL_FROM: Type.Optional(Type.String({ minLength: 3, maxLength: 320, description: 'the From address of invitation mail, e.g. "Acme <no-reply@acme.test>"' })),
+  INVITE_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the page that accepts invitations (unset: the org\'s appUrl + /accept-invite)' })),
+  WEBHOOK_TIMEOUT: Type.Optional(Type.String({ minLength: 1, description: 'milliseconds, or a duration such as 10s: how long a webhook receiver has to answer' })),
+  WEBHOOK_RETRY_SCHEDULE: Type.Optional(Type.String({ minLength: 1, description: 'a comma-separated list of delays before each webhook attempt, such as 0,1m,5m,30m' })),
+  WEBHOOK_ALLOW_PRIVATE: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'true or false: allow http:// and private, loopback and link-local webhook addresses (development and tests only)' })),
+  GITHUB_SECRET_SCANNING_KEYS: Type.Optional(Type.String({ minLength: 1, description: 'a path to a JSON file in the shape of GitHub\'s secret-scanning public-keys document (unset: the GitHub endpoint answers 404)' })),
+  AUDIT_RETENTION_DAYS: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,4}$', description: 'a positive whole number of days to keep audit events, at most 99999' }))
 })
 type Env = Static<typeof EnvSchema>
 
@@ -71,6 +79,19 @@ export interface Config {
   connectionTimeoutMs: number
   /** an idle kept-alive socket is closed after this many ms */
   keepAliveTimeoutMs: number
+  /** null: no mailer; invitation tokens are returned by the API (§12) */
+  smtpUrl: string | null
+  mailFrom: string
+  /** null: the org's appUrl + /accept-invite */
+  inviteUrl: string | null
+  webhookTimeoutMs: number
+  /** the delay before each attempt of a webhook delivery, the first usually 0 */
+  webhookRetryScheduleMs: number[]
+  /** development and tests: http:// and non-public addresses allowed for webhooks */
+  webhookAllowPrivate: boolean
+  /** null: POST /secret-scanning/github answers 404 */
+  githubSecretScanningKeysFile: string | null
+  auditRetentionDays: number
 }
 
 export interface LoadedConfig {
@@ -114,6 +135,9 @@ export function loadConfig (environment: Record<string, string | undefined>): Lo
   // Node refuses a header timeout longer than the request timeout, which bounds the headers anyway.
   const headersTimeoutMs = duration('HEADERS_TIMEOUT', env.HEADERS_TIMEOUT, timeouts.requestTimeoutMs, problems)
   if (headersTimeoutMs > timeouts.requestTimeoutMs) problems.push(`HEADERS_TIMEOUT=${JSON.stringify(env.HEADERS_TIMEOUT)}: expected at most REQUEST_TIMEOUT (${timeouts.requestTimeoutMs} ms)`)
+  const webhookTimeoutMs = duration('WEBHOOK_TIMEOUT', env.WEBHOOK_TIMEOUT, 10_000, problems)
+  const webhookRetryScheduleMs = retrySchedule(env.WEBHOOK_RETRY_SCHEDULE ?? '0,1m,5m,30m')
+  if (webhookRetryScheduleMs === undefined) problems.push(`WEBHOOK_RETRY_SCHEDULE=${JSON.stringify(env.WEBHOOK_RETRY_SCHEDULE)}: expected 1 to 20 comma-separated delays, each 0, milliseconds or a duration such as 5m (at most 24.8 days)`)
   if (nodeEnv === 'production') {
     if (env.JWT_SECRET === undefined && environment.JWT_SECRET === undefined) problems.push('JWT_SECRET is required in production: a secret of at least 32 characters')
     if (env.API_KEY_PEPPER === undefined && environment.API_KEY_PEPPER === undefined) problems.push('API_KEY_PEPPER is required in production: a secret of at least 32 characters')
@@ -161,7 +185,15 @@ export function loadConfig (environment: Record<string, string | undefined>): Lo
       bodyLimit: 16 * 1024,
       metricsToken: env.METRICS_TOKEN ?? null,
       ...timeouts,
-      headersTimeoutMs
+      headersTimeoutMs,
+      smtpUrl: env.SMTP_URL ?? null,
+      mailFrom: env.MAIL_FROM ?? 'tenantkey <no-reply@localhost>',
+      inviteUrl: env.INVITE_URL ?? null,
+      webhookTimeoutMs,
+      webhookRetryScheduleMs: webhookRetryScheduleMs as number[],
+      webhookAllowPrivate: env.WEBHOOK_ALLOW_PRIVATE === 'true',
+      githubSecretScanningKeysFile: env.GITHUB_SECRET_SCANNING_KEYS ?? null,
+      auditRetentionDays: env.AUDIT_RETENTION_DAYS === undefined ? 365 : Number(env.AUDIT_RETENTION_DAYS)
     }
   }
 }
@@ -170,6 +202,14 @@ function parseWindow (value: string): number | undefined {
   if (/^[0-9]+$/.test(value)) return Number(value) > 0 ? Number(value) : undefined
   const ms = parseDuration(value)
   return ms !== undefined && ms > 0 ? ms : undefined
+}
+
+function retrySchedule (value: string): number[] | undefined {
+  const delays = value.split(',').map(entry => entry.trim())
+  if (delays.length === 0 || delays.length > 20) return undefined
+  const parsed = delays.map(entry => /^0+$/.test(entry) ? 0 : parseWindow(entry))
+  if (parsed.some(ms => ms === undefined || ms > 2_147_483_647)) return undefined
+  return parsed.map(ms => Math.round(ms as number))
 }
 
 function duration (name: string, value: string | undefined, fallback: number, problems: string[]): number {

@@ -1,6 +1,6 @@
 import { monotonicFactory } from 'ulid'
 
-export type IdPrefix = 'usr' | 'org' | 'mem' | 'key' | 'ses' | 'evt'
+export type IdPrefix = 'usr' | 'org' | 'mem' | 'key' | 'ses' | 'evt' | 'inv' | 'wh' | 'del'
 
 const nextUlid = monotonicFactory()
 

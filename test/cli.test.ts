@@ -169,7 +169,7 @@ t.test('reset-password sets the new password (read from stdin with "-"), ends th
     t.ok(await verifyPassword(newPassword, user.password_hash), 'the new password verifies')
     t.notOk(await verifyPassword(PASSWORD, user.password_hash), 'the old one does not')
     t.notOk(await isSessionLive(db, sessionId), 'the session was ended')
-    const event = await db.selectFrom('audit_events').selectAll().where('target_id', '=', userId).where('action', '=', 'user.password_reset').executeTakeFirstOrThrow()
+    const event = await db.selectFrom('audit_events').selectAll().where('target_id', '=', userId).where('type', '=', 'user.password_reset').executeTakeFirstOrThrow()
     t.match(event, { actor_type: 'system', actor_id: null, target_type: 'user' })
   })
 })
@@ -207,7 +207,7 @@ t.test('revoke-key revokes a key at once, is idempotent, and records the system 
   await withApp(async app => {
     const after = await app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-api-key': key, 'x-org-slug': slug } })
     t.equal(after.statusCode, 401, 'the revoked key is refused')
-    const events = await app.db.selectFrom('audit_events').selectAll().where('target_id', '=', keyId).where('action', '=', 'api_key.revoked').execute()
+    const events = await app.db.selectFrom('audit_events').selectAll().where('target_id', '=', keyId).where('type', '=', 'api_key.revoked').execute()
     t.equal(events.length, 1, 'one audit event, not one per call')
     t.match(events[0], { actor_type: 'system', actor_id: null, target_type: 'api_key' })
   })

@@ -50,6 +50,14 @@ export function testConfig (overrides: Partial<Config> = {}): Config {
     headersTimeoutMs: 30_000,
     connectionTimeoutMs: 60_000,
     keepAliveTimeoutMs: 72_000,
+    smtpUrl: null,
+    mailFrom: 'tenantkey <no-reply@tenantkey.test>',
+    inviteUrl: null,
+    webhookTimeoutMs: 10_000,
+    webhookRetryScheduleMs: [0, 60_000, 300_000, 1_800_000],
+    webhookAllowPrivate: true,
+    githubSecretScanningKeysFile: null,
+    auditRetentionDays: 365,
     ...overrides
   }
 }

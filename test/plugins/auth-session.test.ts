@@ -32,8 +32,8 @@ t.test('refresh rotates the token on every use; reusing a spent token revokes th
   const session = await app.db.selectFrom('sessions').select(['revoked_at', 'revoked_reason']).where('id', '=', claimsOf(first.accessToken).sid as string).executeTakeFirstOrThrow()
   t.ok(session.revoked_at)
   t.equal(session.revoked_reason, 'refresh_token_reuse')
-  const audit = await app.db.selectFrom('audit_events').select('action').where('target_id', '=', claimsOf(first.accessToken).sid as string).execute()
-  t.same(audit.map(a => a.action), ['session.revoked'])
+  const audit = await app.db.selectFrom('audit_events').select('type').where('target_id', '=', claimsOf(first.accessToken).sid as string).execute()
+  t.same(audit.map(a => a.type), ['session.revoked'])
 })
 
 t.test('refresh refuses missing, unknown and other-org tokens with 401', async t => {

@@ -173,7 +173,7 @@ t.test('DELETE /org/api-keys/:keyId revokes idempotently, only within the org, a
   t.equal(row.revoked_by, admin.user.id)
 
   const events = await app.db.selectFrom('audit_events').selectAll().where('target_id', '=', keyId).orderBy('created_at').orderBy('id').execute()
-  t.same(events.map(e => e.action), ['api_key.created', 'api_key.revoked'], 'one event each; the repeated revoke records nothing')
+  t.same(events.map(e => e.type), ['api_key.created', 'api_key.revoked'], 'one event each; the repeated revoke records nothing')
   for (const event of events) {
     t.match(event, { org_id: admin.org.id, actor_type: 'user', actor_id: admin.user.id, target_type: 'api_key', target_id: keyId })
     t.notOk(JSON.stringify(event).includes(created.key.slice(10)), 'no secret in the audit trail')
