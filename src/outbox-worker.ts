@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto'
+import { sql, type Kysely, type RawBuilder } from 'kysely'
+import type { FastifyBaseLogger } from 'fastify'
+
+/**
+ * Works off an outbox table: rows written in the transaction of a change (an invitation mail,
+ * a webhook delivery), sent after it commits, retried on failure, by exactly one instance per
+ * attempt. Every instance runs a worker; each claims due rows with FOR UPDATE SKIP LOCKED and
+ * holds them under a lease, so two instances never attempt the same row at once and the rows
+ * of an instance that dies mid-attempt are taken over when its lease ends.
+ *
+ * The table has these columns (plus its own):
+ *   id               text primary key
+ *   status           text: 'pending' while work remains; the worker writes 'succeeded' or 'failed'
+ *   attempts         integer not null default 0: finished attempts (a lost one is not counted)
+ *   next_attempt_at  timestamptz not null: when the next attempt is due (see firstAttemptAt)
+ *   lease_id         text null, leased_until timestamptz null: the claim of the worker at it
+ *   last_attempt_at  timestamptz null, last_error text null
+ * and an index on (next_attempt_at) where status = 'pending'.
+ *
+ * A writer that cancels a pending row (status 'cancelled', say) wins over an attempt in flight:
+ * the worker completes only rows that are still pending under its own lease.
+ */
+
+/** Column values the worker writes along with its own, in the same UPDATE. */
+export type Columns = Record<string, unknown>
+
+export type AttemptOutcome =
+  /** done: status 'succeeded' unless `set` says otherwise (e.g. 'cancelled') */
+  | { done: true, set?: Columns }
+  /** the attempt failed: retried on the schedule, or 'failed' after the last attempt or when `final` */
+  | { done: false, error: string, final?: boolean, set?: Columns }
+
+export interface OutboxWorkerOptions<Row> {
+  /** for log lines */
+  name: string
+  table: string
+  db: Kysely<any>
+  log: FastifyBaseLogger
+  /**
+   * The delay before each attempt: entry 0 before the first (the writer's, see firstAttemptAt),
+   * entry n after the n-th failure. After as many failures as entries, the row is 'failed'.
+   */
+  retryScheduleMs: readonly number[]
+  /** how long a claim lasts: longer than an attempt can take; an aborted or lost attempt is retried after it */
+  leaseMs: number
+  /** how often an idle worker looks for due rows written by other instances or retried later */
+  pollIntervalMs: number
+  /** rows claimed and attempted at once */
+  batchSize?: number
+  /** one attempt; the signal aborts it when the worker stops. A throw counts as a failed attempt. */
+  attempt: (row: Row, signal: AbortSignal) => Promise<AttemptOutcome>
+  /** columns written when a row leaves 'pending' for good (e.g. erase a secret it held) */
+  whenFinished?: Columns
+}
+
+export interface OutboxWorker {
+  /** look for due rows now (call after committing a transaction that wrote one) */
+  wake: () => void
+  /** work until no row is due; resolves with how many attempts were made (tests, scripts) */
+  runNow: () => Promise<number>
+  /** stop polling, abort attempts in flight (their rows are released, the attempt not counted) and wait for them */
+  stop: () => Promise<void>
+}
+
+/** The next_attempt_at of a new row: now, plus the schedule's first delay. */
+export function firstAttemptAt (retryScheduleMs: readonly number[]): RawBuilder<Date> {
+  return sql<Date>`now() + ${retryScheduleMs[0] ?? 0} * interval '1 millisecond'`
+}
+
+export function startOutboxWorker<Row extends { id: string }> (options: OutboxWorkerOptions<Row>): OutboxWorker {
+  const { db, log, table, retryScheduleMs, leaseMs } = options
+  const batchSize = options.batchSize ?? 10
+  const whenFinished = options.whenFinished ?? {}
+  const stopping = new AbortController()
+  let running: Promise<number> | null = null
+  let again = false
+  let retryTimer: NodeJS.Timeout | null = null
+  let retryTimerAt = Infinity
+
+  async function claim (): Promise<{ leaseId: string, rows: Row[] }> {
+    const leaseId = randomUUID()
+    // A CTE with FOR UPDATE runs once: exactly the rows it locked are leased.
+    const { rows } = await sql<Row>`
+      with due as (
+        select id from ${sql.table(table)}
+        where status = 'pending' and next_attempt_at <= now() and (leased_until is null or leased_until <= now())
+        order by next_attempt_at
+        limit ${batchSize}
+        for update skip locked
+      )
+      update ${sql.table(table)} as t
+      set lease_id = ${leaseId}, leased_until = now() + ${leaseMs} * interval '1 millisecond'
+      from due where t.id = due.id
+      returning t.*`.execute(db)
+    return { leaseId, rows }
+  }
+
+  /** Completes an attempt; false when the row was no longer ours (lease lost, or cancelled meanwhile). */
+  async function complete (row: Row & { attempts?: number }, leaseId: string, outcome: AttemptOutcome): Promise<boolean> {
+    const attempts = Number(row.attempts ?? 0) + 1
+    let values: Columns
+    if (outcome.done) {
+      values = { status: 'succeeded', last_error: null, ...whenFinished, ...outcome.set }
+    } else {
+      const delay = retryScheduleMs[attempts]
+      const final = outcome.final === true || delay === undefined
+      values = final
+        ? { status: 'failed', last_error: outcome.error.slice(0, 1000), ...whenFinished, ...outcome.set }
+        : { last_error: outcome.error.slice(0, 1000), next_attempt_at: sql`now() + ${delay} * interval '1 millisecond'`, ...outcome.set }
+      if (!final) retryIn(delay)
+    }
+    const result = await db.updateTable(table)
+      .set({ ...values, attempts, last_attempt_at: sql`now()`, lease_id: null, leased_until: null })
+      .where('id', '=', row.id).where('lease_id', '=', leaseId).where('status', '=', 'pending')
+      .executeTakeFirst()
+    return result.numUpdatedRows > 0n
+  }
+
+  /** Gives a claimed row back without counting the attempt (the worker is stopping). */
+  async function release (row: Row, leaseId: string): Promise<void> {
+    await db.updateTable(table).set({ lease_id: null, leased_until: null })
+      .where('id', '=', row.id).where('lease_id', '=', leaseId).execute()
+  }
+
+  async function attemptOne (row: Row, leaseId: string): Promise<void> {
+    let outcome: AttemptOutcome
+    try {
+      outcome = await options.attempt(row, stopping.signal)
+    } catch (error) {
+      if (stopping.signal.aborted) return await release(row, leaseId)
+      outcome = { done: false, error: (error as Error).message ?? String(error) }
+    }
+    const completed = await complete(row, leaseId, outcome)
+    if (!completed) log.warn({ outbox: options.name, id: row.id }, 'outbox: row changed during its attempt (lease expired or cancelled); result not recorded')
+    else if (!outcome.done) log.warn({ outbox: options.name, id: row.id, attempt: Number((row as { attempts?: number }).attempts ?? 0) + 1, error: outcome.error }, 'outbox: attempt failed')
+  }
+
+  async function runBatches (): Promise<number> {
+    let total = 0
+    do {
+      again = false
+      while (!stopping.signal.aborted) {
+        const { leaseId, rows } = await claim()
+        if (rows.length === 0) break
+        await Promise.all(rows.map(row => attemptOne(row, leaseId)))
+        total += rows.length
+        if (rows.length < batchSize) break
+      }
+    } while (again && !stopping.signal.aborted)
+    return total
+  }
+
+  function runNow (): Promise<number> {
+    if (running !== null) {
+      again = true
+      return running
+    }
+    running = runBatches().finally(() => { running = null })
+    return running
+  }
+
+  function runInBackground (): void {
+    if (stopping.signal.aborted) return
+    runNow().catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
+  }
+
+  // A retry due before the next poll gets a timer of its own, so short schedules are kept.
+  function retryIn (delayMs: number): void {
+    if (delayMs >= options.pollIntervalMs || stopping.signal.aborted) return
+    const at = Date.now() + delayMs
+    if (retryTimer !== null && retryTimerAt <= at) return
+    if (retryTimer !== null) clearTimeout(retryTimer)
+    retryTimerAt = at
+    retryTimer = setTimeout(() => { retryTimer = null; retryTimerAt = Infinity; runInBackground() }, delayMs + 10)
+    retryTimer.unref()
+  }
+
+  const poll = setInterval(runInBackground, options.pollIntervalMs)
+  poll.unref()
+  setImmediate(runInBackground)
+
+  return {
+    wake: () => setImmediate(runInBackground),
+    runNow,
+    async stop () {
+      clearInterval(poll)
+      if (retryTimer !== null) clearTimeout(retryTimer)
+      stopping.abort()
+      await running?.catch(() => {})
+    }
+  }
+}
