@@ -101,6 +101,8 @@ export default fp(envelope, { name: 'envelope', fastify: '5.x' })
  * preSerialization hook for an API scope: wraps what a route returns as `{ status: "success", data }`.
  * Callback style: on the hot path an async hook costs a promise and a microtask per request.
  */
+// Our data is always an object; the one route that answers an array speaks GitHub's secret-scanning
+// format, which is not ours to wrap.
 export function wrapSuccess (_request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (error: null, payload: unknown) => void): void {
-  done(null, reply.statusCode >= 400 ? payload : { status: 'success', data: payload })
+  done(null, reply.statusCode >= 400 || Array.isArray(payload) ? payload : { status: 'success', data: payload })
 }

@@ -24,6 +24,7 @@ import auth from '../plugins/auth.ts'
 import orgKeys from '../plugins/org-keys.ts'
 import publicRoutes from '../plugins/public.ts'
 import org from '../plugins/org.ts'
+import secretScanning from '../plugins/secret-scanning.ts'
 
 export interface BuildOptions {
   /** an already migrated database owned by the caller; otherwise one is opened from config */
@@ -129,6 +130,7 @@ const apiV1: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
   await app.register(admin, { prefix: '/admin', config })
   await app.register(withUserSessions, { config })
   await app.register(publicRoutes, { prefix: '/public' })
+  await app.register(secretScanning, { config })
 }
 
 /** The routes of signed-in users: the only ones that read or set cookies, so only they pay for the cookie hooks. */
