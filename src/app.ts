@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider, FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import cookie from '@fastify/cookie'
@@ -60,7 +61,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   }
   const app = Fastify({
     logger,
-    genReqId: () => randomUUID(),
+    genReqId: requestIdGenerator(config.trustProxy),
     bodyLimit: config.bodyLimit,
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string,
@@ -117,6 +118,20 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(metricsRoute, { config })
   await app.register(apiV1, { prefix: '/api/v1', config })
   return app
+}
+
+// Behind a proxy (TRUST_PROXY) the id it gave the request (X-Request-Id) follows the request
+// into our log lines and back in the response, so one id traces it through both. It is
+// checked before use (Fastify's requestIdHeader would take any value): it lands in every log
+// line of the request, so it is short and of safe characters, or a fresh one is made.
+const FORWARDED_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,128}$/
+
+function requestIdGenerator (trustProxy: Config['trustProxy']): (request: IncomingMessage) => string {
+  if (trustProxy === false || trustProxy === 0) return () => randomUUID()
+  return request => {
+    const forwarded = request.headers['x-request-id']
+    return typeof forwarded === 'string' && FORWARDED_REQUEST_ID.test(forwarded) ? forwarded : randomUUID()
+  }
 }
 
 function holdsNul (value: unknown): boolean {
