@@ -9,7 +9,7 @@ import { findUserByEmail } from '../db/queries/users.ts'
 import { findMembership } from '../db/queries/memberships.ts'
 import { findLiveSessionPrincipal, insertSession, revokeSession, type SessionPrincipal } from '../db/queries/sessions.ts'
 import { consumeRefreshToken, findRefreshToken, insertRefreshToken } from '../db/queries/refresh-tokens.ts'
-import { recordEvent, SYSTEM_ACTOR } from '../db/queries/events.ts'
+import { recordEvent, SYSTEM_ACTOR, userActor } from '../db/queries/events.ts'
 import { dummyPasswordHash, verifyPassword } from '../src/passwords.ts'
 import { sha256Hex } from '../src/secrets.ts'
 import { newId } from '../src/ids.ts'
@@ -97,6 +97,8 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     const userAgent = request.headers['user-agent']?.slice(0, 512) ?? null
     const body = await app.db.transaction().execute(async trx => {
       await insertSession(trx, { id: sessionId, orgId: org.id, userId: user.id, expiresAt: sessionExpiresAt, ip: request.ip, userAgent })
+      const who = { id: user.id, email: user.email }
+      await recordEvent(trx, { type: 'user.login', orgId: org.id, actor: userActor(who), target: { type: 'user', id: user.id }, data: { user: who, sessionId, userAgent }, ip: request.ip })
       return await issueTokens(reply, { sessionId, sessionExpiresAt, orgId: org.id, slug: org.slug, principal }, trx)
     })
     request.log.info({ userId: user.id, orgId: org.id, sessionId }, 'user logged in')

@@ -33,23 +33,28 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
       const orgId = request.org!.id
       const { userId } = request.params
       const { role, status } = request.body
-      const member = await app.db.transaction().execute(async trx => {
+      const { member, changes } = await app.db.transaction().execute(async trx => {
         await lockOrgMemberships(trx, orgId)
         const before = await findMember(trx, orgId, userId)
         if (before === null) throw new NotFound('Not a member of this organization')
         const after = { role: role ?? before.role, status: status ?? before.status }
         if (isActiveAdmin(before) && !isActiveAdmin(after) && await countActiveAdmins(trx, orgId) <= 1) throw new Conflict(LAST_ADMIN)
-        await updateMembership(trx, orgId, userId, { role, status })
+        // Only what differs is a change: the same role or status sent again is neither written nor recorded.
+        const changes = (['role', 'status'] as const).filter(field => after[field] !== before[field])
+        const member = { ...before, ...after }
+        if (changes.length === 0) return { member, changes }
+        await updateMembership(trx, orgId, userId, after)
         await recordEvent(trx, {
           type: 'member.updated',
           orgId,
           actor: userActor(request.auth!.user),
           target: { type: 'user', id: userId },
-          data: { before: { role: before.role, status: before.status }, after },
+          data: { user: { id: member.userId, email: member.email }, membership: { role: member.role, status: member.status, joinedAt: member.joinedAt }, changes },
           ip: request.ip
         })
-        return { ...before, ...after }
+        return { member, changes }
       })
+      if (changes.length === 0) return { member }
       await app.publicCache.orgChanged(orgId)
       request.log.info({ orgId, userId, role: member.role, status: member.status }, 'membership updated')
       return { member }
@@ -65,12 +70,13 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
         if (isActiveAdmin(member) && await countActiveAdmins(trx, orgId) <= 1) throw new Conflict(LAST_ADMIN)
         await deleteMembership(trx, orgId, userId)
         const revoked = await revokeUserSessionsInOrg(trx, orgId, userId, 'member_removed')
+        const remover = request.auth!.user
         await recordEvent(trx, {
           type: 'member.removed',
           orgId,
-          actor: userActor(request.auth!.user),
+          actor: userActor(remover),
           target: { type: 'user', id: userId },
-          data: { role: member.role, status: member.status, sessionsRevoked: revoked },
+          data: { user: { id: member.userId, email: member.email }, removedBy: { id: remover.id, email: remover.email } },
           ip: request.ip
         })
         return revoked

@@ -65,15 +65,23 @@ const COMMANDS: Record<string, Command> = {
       check(adminSchemas.createUser.body, user, { email: '--admin-email', name: '--admin-name', password: '--admin-password' })
       const passwordHash = await hashPassword(password)
       return async ({ db, print }) => {
-        const [{ insertOrg }, { insertUser }, { insertMembership }] = await Promise.all([
-          import('../db/queries/orgs.ts'), import('../db/queries/users.ts'), import('../db/queries/memberships.ts')
+        const [{ insertOrg }, { insertUser }, { insertMembership }, { recordEvent, SYSTEM_ACTOR }] = await Promise.all([
+          import('../db/queries/orgs.ts'), import('../db/queries/users.ts'), import('../db/queries/memberships.ts'), import('../db/queries/events.ts')
         ])
+        // The same events as the admin API's three calls, by the system (the operator at the console).
         const created = await db.transaction().execute(async trx => {
           const insertedOrg = await insertOrg(trx, { id: newId('org'), slug: org.slug, name: org.name, plan: org.plan, app_url: null })
           if (insertedOrg === null) throw new CliError(`organization slug "${org.slug}" is already taken`)
           const insertedUser = await insertUser(trx, { id: newId('usr'), email: user.email, name: user.name, passwordHash })
           if (insertedUser === null) throw new CliError(`a user with email ${user.email} already exists (nothing was created; an existing user joins an org through POST /api/v1/admin/orgs/:slug/members)`)
-          await insertMembership(trx, { id: newId('mem'), orgId: insertedOrg.id, userId: insertedUser.id, role: 'org_admin' })
+          const membership = await insertMembership(trx, { id: newId('mem'), orgId: insertedOrg.id, userId: insertedUser.id, role: 'org_admin' })
+          if (membership === null) throw new CliError('the new user is already a member of the new organization (cannot happen)')
+          const orgId = insertedOrg.id
+          const who = { id: insertedUser.id, name: insertedUser.name, email: insertedUser.email }
+          const { role, status, joinedAt } = membership
+          await recordEvent(trx, { type: 'org.created', orgId, actor: SYSTEM_ACTOR, target: { type: 'org', id: orgId }, data: { org: insertedOrg }, ip: null })
+          await recordEvent(trx, { type: 'user.created', orgId: null, actor: SYSTEM_ACTOR, target: { type: 'user', id: who.id }, data: { user: who }, ip: null })
+          await recordEvent(trx, { type: 'member.joined', orgId, actor: SYSTEM_ACTOR, target: { type: 'user', id: who.id }, data: { user: who, membership: { role, status, joinedAt } }, ip: null })
           return { org: insertedOrg, user: insertedUser }
         })
         print(`Created organization ${created.org.slug} (${created.org.id}), plan ${created.org.plan}`)

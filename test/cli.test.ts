@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.ts'
 import { createDatabase } from '../db/connect.ts'
@@ -148,6 +148,18 @@ t.test('create-org makes the org and its first org_admin in one transaction', as
     t.notMatch(row.password_hash, PASSWORD)
     t.equal(await db.selectFrom('organizations').select('id').where('slug', '=', secondSlug).executeTakeFirst(), undefined, 'the org whose admin email was taken was rolled back')
     userId = row.userId
+    const events = await db.selectFrom('audit_events').selectAll()
+      .where(eb => eb.or([eb('org_id', '=', row.orgId), eb('target_id', '=', row.userId)]))
+      .orderBy('created_at').orderBy('id').execute()
+    const system = { actor_type: 'system', actor_id: null, actor_email: null, ip: null }
+    const who = { id: row.userId, name: 'Ada Lovelace', email }
+    t.match(events, [
+      { type: 'org.created', org_id: row.orgId, ...system, target_type: 'org', target_id: row.orgId, data: { org: { id: row.orgId, slug, name: 'Acme Inc.', plan: 'pro', status: 'active' } } },
+      { type: 'user.created', org_id: null, ...system, target_type: 'user', target_id: row.userId, data: { user: who } },
+      { type: 'member.joined', org_id: row.orgId, ...system, target_type: 'user', target_id: row.userId, data: { user: who, membership: { role: 'org_admin', status: 'active' } } }
+    ], 'the admin API\'s three events, by the system')
+    t.equal(events.length, 3)
+    t.equal(await db.selectFrom('audit_events').select('id').where(sql<string>`data->'org'->>'slug'`, '=', secondSlug).executeTakeFirst(), undefined, 'the rolled-back org left no event')
     // a live session, for reset-password to end
     await insertSession(db, { id: sessionId, orgId: row.orgId, userId: row.userId, expiresAt: new Date(Date.now() + 86400_000) })
   })

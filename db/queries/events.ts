@@ -12,8 +12,23 @@ export const EVENT_TYPES = [
 ] as const
 export type EventType = typeof EVENT_TYPES[number]
 
-/** Recorded beside the catalogue, never delivered by webhooks: org-less or security bookkeeping. */
-export type InternalEventType = 'session.revoked' | 'user.password_reset'
+/**
+ * Recorded beside the catalogue and listed by the audit routes, but never delivered by webhooks:
+ * the platform operator's set-up of tenants (§3: every admin write is recorded), and security
+ * bookkeeping an org admin may want to read (a session ended by refresh-token reuse) or that
+ * belongs to no org (a password reset by the operator's CLI).
+ */
+export const INTERNAL_EVENT_TYPES = ['org.created', 'user.created', 'session.revoked', 'user.password_reset'] as const
+export type InternalEventType = typeof INTERNAL_EVENT_TYPES[number]
+
+/** Every type an event may have: the catalogue, then the internal types. */
+export const ALL_EVENT_TYPES = [...EVENT_TYPES, ...INTERNAL_EVENT_TYPES] as const
+
+const CATALOGUE = new Set<string>(EVENT_TYPES)
+/** Whether a type is in the catalogue of §10 (what webhooks may deliver), not an internal one. */
+export function isCatalogueEvent (type: string): type is EventType {
+  return CATALOGUE.has(type)
+}
 
 export type Actor =
   | { type: 'user', id: string, email: string }

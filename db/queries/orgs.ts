@@ -35,6 +35,12 @@ export async function findOrgBySlug (db: Kysely<Database>, slug: string): Promis
   return row === undefined ? null : toOrg(row)
 }
 
+/** The org, locked until the transaction ends, so a change and the event that names it see the same before. */
+export async function lockOrgBySlug (trx: Kysely<Database>, slug: string): Promise<Org | null> {
+  const row = await trx.selectFrom('organizations').selectAll().where('slug', '=', slug).forUpdate().executeTakeFirst()
+  return row === undefined ? null : toOrg(row)
+}
+
 export async function findOrgById (db: Kysely<Database>, id: string): Promise<Org | null> {
   const row = await db.selectFrom('organizations').selectAll().where('id', '=', id).executeTakeFirst()
   return row === undefined ? null : toOrg(row)
