@@ -90,7 +90,7 @@ t.test('refused admin writes record nothing', async t => {
   const app = await build(t)
   const { org, user } = await createOrgWithMember(app, 'org_admin')
   const before = await eventsAbout(app, { orgId: org.id, targetId: user.id })
-  const count = async (): Promise<number> => (await app.db.selectFrom('audit_events').select(eb => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n
+  const count = async (): Promise<number> => Number((await app.db.selectFrom('audit_events').select(eb => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n)
 
   const total = await count()
   const refused = [
