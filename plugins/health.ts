@@ -1,5 +1,6 @@
 import { Type, type ObjectOptions } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { NoAuth, RequestTimeoutResponse } from '../schemas/common.ts'
 
 const Status = (value: string, options: ObjectOptions) => Type.Object({ status: Type.Literal(value) }, options)
 
@@ -8,17 +9,19 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/health', {
     schema: {
       tags: ['Operations'],
+      security: NoAuth,
       operationId: 'health',
       summary: 'Liveness',
       description: 'Answers 200 while the process runs; touches no dependency, so a database outage does not get the ' +
         'process restarted. No authentication.',
-      response: { 200: Status('ok', { description: 'The process is alive', examples: [{ status: 'ok' }] }) }
+      response: { 200: Status('ok', { description: 'The process is alive', examples: [{ status: 'ok' }] }), ...RequestTimeoutResponse }
     }
   }, async () => ({ status: 'ok' as const }))
 
   app.get('/ready', {
     schema: {
       tags: ['Operations'],
+      security: NoAuth,
       operationId: 'ready',
       summary: 'Readiness',
       description: 'Answers 200 when the database (and Redis, when configured) answers within 2 s (1 s for Redis), 503 ' +
@@ -37,7 +40,8 @@ const health: FastifyPluginAsyncTypebox = async (app) => {
         }, {
           description: 'A backing store does not answer: take this instance out of rotation (the error envelope plus which store is down)',
           examples: [{ status: 'error', message: 'Not ready: a backing store does not answer', code: 'unavailable', database: 'down', redis: 'disabled' }]
-        })
+        }),
+        ...RequestTimeoutResponse
       }
     }
   }, async (_request, reply) => {

@@ -15,8 +15,11 @@ async function swaggerPlugin (app: FastifyInstance): Promise<void> {
         description: 'Self-hostable multi-tenant B2B auth: organizations, users, memberships, login tokens, ' +
           'and org-scoped API keys (`pk_live_…`) that let your backend verify user tokens and read org data ' +
           'through `/api/v1/public/*`. Every `/api/v1` success is `{ "status": "success", "data": … }`; every ' +
-          'error is `{ "status": "error", "message", "code" }`.'
+          'error is `{ "status": "error", "message", "code" }`.',
+        license: { name: 'MIT', identifier: 'MIT' }
       },
+      // Relative: the instance that serves this document (and Swagger UI's "Try it out") is the server.
+      servers: [{ url: '/', description: 'The tenantkey instance serving this document' }],
       tags: [
         { name: 'Public', description: 'Server-to-server, authenticated by `X-API-Key` + `X-Org-Slug`. Rate-limited per key.' },
         { name: 'API keys', description: 'Create, list and revoke org API keys (org_admin only).' },

@@ -1,5 +1,5 @@
 import { Type, type TSchema } from '@sinclair/typebox'
-import { ActiveStatus, Email, Membership, OrgRole, OrgSlugHeader, PublicUser, Success, errorResponse, errors, withSuccessExample } from './common.ts'
+import { ActiveStatus, Email, Membership, NoAuth, OrgRole, OrgSlugHeader, PublicUser, Success, errorResponse, errors, withSuccessExample } from './common.ts'
 
 const tags = ['Auth']
 const userSecurity: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
@@ -47,6 +47,7 @@ const unknownOrg = errorResponse(404, ['Organization not found', 'not_found'])
 
 export const login = {
   tags,
+  security: NoAuth,
   operationId: 'login',
   summary: 'Log in to an organization',
   description: 'Checks the email and password and that the user is an active member of the organization named by `X-Org-Slug`, ' +
@@ -71,6 +72,7 @@ export const login = {
 
 export const refresh = {
   tags,
+  security: NoAuth,
   operationId: 'refreshSession',
   summary: 'Exchange a refresh token for new tokens',
   description: 'Takes the refresh token from the body `{ refreshToken }` or, when the body has none, the `refresh_token` cookie. ' +

@@ -116,4 +116,26 @@ export function errors (...statuses: number[]): Record<number, TSchema> {
   return Object.assign({}, ...statuses.map(status => errorResponse(status)))
 }
 
+/**
+ * The `security` of an operation anyone may call (login, refresh, health checks): said explicitly,
+ * so the document states that no credential is needed rather than leaving it open.
+ */
+export const NoAuth: Array<Record<string, string[]>> = []
+
+/**
+ * 408: answered by the HTTP server itself, before any route runs, when a request has not arrived
+ * whole within REQUEST_TIMEOUT (its headers within HEADERS_TIMEOUT); the connection is then closed.
+ * Any route can get it; the routes outside /api/v1, which have no client error of their own, document it.
+ */
+export const RequestTimeoutResponse = {
+  408: Type.Object({
+    error: Type.Literal('Request Timeout', { description: 'The HTTP status text' }),
+    message: Type.Literal('Client Timeout', { description: 'Always "Client Timeout"' }),
+    statusCode: Type.Literal(408, { description: 'The HTTP status' })
+  }, {
+    description: 'The request did not arrive whole within REQUEST_TIMEOUT (or its headers within HEADERS_TIMEOUT); the connection is closed',
+    examples: [{ error: 'Request Timeout', message: 'Client Timeout', statusCode: 408 }]
+  })
+}
+
 export const OrgSlugHeader = Type.String({ description: 'Slug of the organization the request is about', examples: ['acme'] })

@@ -39,9 +39,11 @@ t.test('systemd-analyze verify accepts the unit without a warning', {
   t.equal(result.output, '', 'no unknown key, bad value or missing program')
 })
 
-t.test('LICENSE is the licence package.json names', async t => {
+t.test('LICENSE and the OpenAPI document carry the licence package.json names', async t => {
   t.equal(pkg.license, 'MIT')
   const licence = readFileSync(join(root, 'LICENSE'), 'utf8')
   t.match(licence, /^MIT License\n\nCopyright \(c\) \d{4} /)
   t.match(licence, 'Permission is hereby granted, free of charge, to any person obtaining a copy')
+  const openapi = JSON.parse(readFileSync(join(root, 'openapi.json'), 'utf8'))
+  t.same(openapi.info.license, { name: pkg.license, identifier: pkg.license }, 'and the OpenAPI document names it')
 })
