@@ -97,6 +97,19 @@ export interface AuditEventsTable {
   created_at: Timestamp
 }
 
+/** Counts are bigint: pg returns them as strings, so queries cast them to int when read. */
+export interface ApiKeyUsageTable {
+  key_id: string
+  hour: Timestamp
+  total: ColumnType<string, number, number>
+  success: ColumnType<string, number, number>
+  client_error: ColumnType<string, number, number>
+  forbidden: ColumnType<string, number, number>
+  rate_limited: ColumnType<string, number, number>
+  tokens_valid: ColumnType<string, number, number>
+  tokens_invalid: ColumnType<string, number, number>
+}
+
 export interface Database {
   organizations: OrganizationsTable
   users: UsersTable
@@ -105,6 +118,7 @@ export interface Database {
   refresh_tokens: RefreshTokensTable
   api_keys: ApiKeysTable
   audit_events: AuditEventsTable
+  api_key_usage: ApiKeyUsageTable
 }
 
 export type OrganizationRow = Selectable<OrganizationsTable>

@@ -28,6 +28,11 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.rateLimitApiKey(request, reply)
     await app.confirmApiKey(request)
   })
+  // Usage (§14): every answer to a request the key authenticated; a 401 means none did.
+  app.addHook('onResponse', (request, reply, done) => {
+    if (request.apiKey !== null && reply.statusCode !== 401) app.keyUsage.count(request.apiKey.id, reply.statusCode, request.tokenValid)
+    done()
+  })
 
   /** A cached answer stamped with this request's org epoch, or a database load stamped with it. */
   async function cached (request: FastifyRequest, entries: typeof cache.members, key: string, loadFromDb: () => Promise<SessionPrincipal | null>): Promise<SessionPrincipal | null> {
@@ -48,6 +53,7 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
         () => findLiveSessionPrincipal(app.db, { sessionId: claims.sid, userId: claims.sub, orgId: org.id }))
     // Only for the answer: an error thrown above is serialized as the envelope, not with this.
     reply.serializer(serializeVerifyAnswer)
+    request.tokenValid = principal !== null
     if (principal === null) return { valid: false as const }
     return {
       valid: true as const,

@@ -7,14 +7,14 @@ export const EXAMPLE_KEY = 'pk_live_a3f8b2c1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1
 const EXAMPLE_KEY_ID = 'key_01JZ8Q4K7X3W5N2M9B6V1C0D8E'
 
 const tags = ['API keys']
-const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
-const headers = Type.Object({ 'x-org-slug': OrgSlugHeader })
-const roleNote = 'Requires an active membership with role `org_admin` in the organization of `X-Org-Slug` ' +
+export const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
+export const headers = Type.Object({ 'x-org-slug': OrgSlugHeader })
+export const roleNote = 'Requires an active membership with role `org_admin` in the organization of `X-Org-Slug` ' +
   '(401 without a valid access token, 403 for other roles or a suspended membership or organization).'
 
 const missingSlug: ErrorExample = ['Missing X-Org-Slug header', 'validation_failed']
 // The guards every route here passes: X-Org-Slug, the access token, an active org_admin membership.
-const guardErrors = {
+export const guardErrors = {
   ...errorResponse(400, missingSlug),
   ...errorResponse(401, ['Invalid or expired access token', 'unauthorized'],
     ['Authentication required: send Authorization: Bearer <accessToken> or the access_token cookie', 'unauthorized']),

@@ -26,6 +26,7 @@ import orgKeys from '../plugins/org-keys.ts'
 import publicRoutes from '../plugins/public.ts'
 import org from '../plugins/org.ts'
 import secretScanning from '../plugins/secret-scanning.ts'
+import keyUsage, { keyUsageRoutes } from '../plugins/key-usage.ts'
 
 export interface BuildOptions {
   /** an already migrated database owned by the caller; otherwise one is opened from config */
@@ -114,6 +115,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(failureLimiter, { config })
   await app.register(orgSlug)
   await app.register(authJwt, { config })
+  await app.register(keyUsage)
   await app.register(publicCache, { config })
   await app.register(apiKey, { config })
   await app.register(rateLimit, { config })
@@ -156,5 +158,6 @@ const withUserSessions: FastifyPluginAsyncTypebox<{ config: Config }> = async (a
   await app.register(cookie)
   await app.register(auth, { prefix: '/auth', config })
   await app.register(orgKeys, { prefix: '/org', config })
+  await app.register(keyUsageRoutes, { prefix: '/org' })
   await app.register(org, { prefix: '/org' })
 }

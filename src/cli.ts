@@ -147,6 +147,35 @@ const COMMANDS: Record<string, Command> = {
         print(outcome === 'revoked' ? `Revoked ${described}` : `${described} was already revoked (${key.revokedAt?.toISOString() ?? 'just now'}); nothing to do`)
       }
     }
+  },
+  usage: {
+    summary: "Plot an API key's requests per hour (§14) in the terminal: one bar per hour, refusals beside it.",
+    usage: 'usage --key-id <key_…> [--hours <1-168, default 24>]',
+    options: { 'key-id': { type: 'string' }, hours: { type: 'string' } },
+    required: ['key-id'],
+    prepare: async (values) => {
+      const keyId = values['key-id'] as string
+      if (!new RegExp(idPattern('key')).test(keyId)) throw usage('--key-id: invalid value (expected: an API key id, key_ followed by 26 characters, as GET /api/v1/org/api-keys lists)')
+      const hours = values.hours === undefined ? 24 : Number(values.hours)
+      if (!Number.isInteger(hours) || hours < 1 || hours > 168) throw usage('--hours: invalid value (expected: a whole number of hours, 1 to 168)')
+      return async ({ db, print }) => {
+        const [{ findApiKeyWithOrg }, { listHourlyUsage }] = await Promise.all([import('../db/queries/api-keys.ts'), import('../db/queries/usage.ts')])
+        const key = await findApiKeyWithOrg(db, keyId)
+        if (key === undefined) throw new CliError(`no API key ${keyId}`)
+        const hourMs = 3_600_000
+        const first = Date.now() - Date.now() % hourMs - (hours - 1) * hourMs
+        const rows = new Map((await listHourlyUsage(db, keyId, new Date(first), new Date(first + hours * hourMs))).map(row => [row.hour.getTime(), row]))
+        const peak = Math.max(1, ...[...rows.values()].map(row => row.total))
+        print(`API key ${keyId} ("${key.name}", ${key.prefix}…) of ${key.orgSlug}: requests per hour (UTC), the last ${hours} hours`)
+        for (let at = first; at < first + hours * hourMs; at += hourMs) {
+          const row = rows.get(at)
+          const total = row?.total ?? 0
+          const refused = row === undefined ? '' : [[row.rateLimited, '429'], [row.forbidden, '403'], [row.clientError, '4xx']].filter(([n]) => n !== 0).map(([n, label]) => `${label}: ${n}`).join(', ')
+          const bar = '█'.repeat(Math.round(total / peak * 40))
+          print(`${new Date(at).toISOString().slice(0, 13).replace('T', ' ')}:00  ${bar.padEnd(40)} ${total}${refused === '' ? '' : `  (${refused})`}`)
+        }
+      }
+    }
   }
 }
 

@@ -69,7 +69,7 @@ t.test('help lists every command; no command means help', async t => {
   for (const args of [['help'], []]) {
     const res = await cli(args)
     t.equal(res.code, 0)
-    for (const command of ['migrate', 'create-org', 'reset-password', 'revoke-key', 'help']) t.match(res.stdout, `  ${command}`)
+    for (const command of ['migrate', 'create-org', 'reset-password', 'revoke-key', 'usage', 'help']) t.match(res.stdout, `  ${command}`)
   }
 })
 
@@ -223,6 +223,29 @@ t.test('revoke-key revokes a key at once, is idempotent, and records the system 
     t.equal(events.length, 1, 'one audit event, not one per call')
     t.match(events[0], { actor_type: 'system', actor_id: null, target_type: 'api_key' })
   })
+})
+
+t.test("usage plots a key's requests per hour, the refusals beside them", async t => {
+  const keyId = await withApp(async app => {
+    const org = await app.db.selectFrom('organizations').select('id').where('slug', '=', slug).executeTakeFirstOrThrow()
+    const { token } = await sessionToken(app, { userId, orgId: org.id, slug, role: 'org_admin' })
+    const created = await app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: { authorization: `Bearer ${token}`, 'x-org-slug': slug }, payload: { name: 'Plotted' } })
+    const { key, apiKey } = created.json().data
+    for (let i = 0; i < 3; i++) await app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-api-key': key, 'x-org-slug': slug } })
+    await app.inject({ method: 'GET', url: '/api/v1/public/users/usr_01JZ8Q4K7X3W5N2M9B6V1C0D8E', headers: { 'x-api-key': key, 'x-org-slug': slug } })
+    return apiKey.id as string
+  }) // closing the app flushes its counts
+
+  const plotted = await cli(['usage', '--key-id', keyId, '--hours', '3'])
+  t.equal(plotted.code, 0, plotted.stderr)
+  const lines = plotted.stdout.trim().split('\n')
+  t.match(lines[0], `API key ${keyId} ("Plotted", pk_live_`)
+  t.equal(lines.length, 4, 'a title and one line per hour')
+  t.match(lines[3], /^\d{4}-\d\d-\d\d \d\d:00 {2}█{40} 4 {2}\(4xx: 1\)$/, 'this hour: the longest bar, 4 requests, one refused with a 4xx')
+  t.match(lines[1], /^\d{4}-\d\d-\d\d \d\d:00 +0$/, 'an hour without use')
+  const bad = await cli(['usage', '--key-id', keyId, '--hours', '999'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, '--hours: invalid value')
 })
 
 t.test('revoke-key with REDIS_URL: a running instance that cached the key refuses it at once', {

@@ -2,13 +2,15 @@ import type { Migration, MigrationProvider } from 'kysely'
 import * as initial from './20261129T0800_initial.ts'
 import * as auditLog from './20261130T1000_audit_log.ts'
 import * as apiKeySettings from './20261130T1010_api_key_settings.ts'
+import * as apiKeyUsage from './20261130T1400_api_key_usage.ts'
 
 // Listed statically so migrations load the same under tsx, tests and any bundler.
 // Names sort by time; append new ones, never edit old ones.
 export const migrations: Record<string, Migration> = {
   '20261129T0800_initial': initial,
   '20261130T1000_audit_log': auditLog,
-  '20261130T1010_api_key_settings': apiKeySettings
+  '20261130T1010_api_key_settings': apiKeySettings,
+  '20261130T1400_api_key_usage': apiKeyUsage
 }
 
 export const migrationProvider: MigrationProvider = {
