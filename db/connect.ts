@@ -15,6 +15,13 @@ export interface DatabaseHandle {
   /** connections of the PostgreSQL pool right now; null for the embedded database, which has no pool */
   poolStats: () => PoolStats | null
   ping: () => Promise<void>
+  /**
+   * Calls onNotify for every NOTIFY on the channel (delivered when the notifying transaction
+   * commits), until the returned function is called. Best effort: on PostgreSQL a lost listening
+   * connection is re-opened and onNotify called once, since notifications sent meanwhile are lost;
+   * listeners must also poll.
+   */
+  listen: (channel: string, onNotify: () => void) => Promise<() => Promise<void>>
   close: () => Promise<void>
 }
 
@@ -36,6 +43,8 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
   let kind: DatabaseHandle['kind']
   let pglite: PGlite | null = null
   let poolStats: DatabaseHandle['poolStats'] = () => null
+  let listen: DatabaseHandle['listen']
+  let closeListener = async (): Promise<void> => {}
   if (options.databaseUrl !== null) {
     kind = 'postgres'
     const pool = new pg.Pool({
@@ -53,12 +62,20 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     pool.on('connect', client => { client.on('error', error => options.onPoolError?.(error)) })
     poolStats = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount })
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log })
+    const listener = new NotificationListener(options.databaseUrl, error => options.onPoolError?.(error))
+    listen = (channel, onNotify) => listener.listen(channel, onNotify)
+    closeListener = () => listener.close()
   } else {
     kind = 'pglite'
     pglite = options.pgliteDataDir === undefined
       ? new PGlite(options.dataDir)
       : new PGlite({ loadDataDir: options.pgliteDataDir })
     db = new Kysely<Database>({ dialect: new PGliteDialect(pglite), log })
+    const embedded = pglite
+    listen = async (channel, onNotify) => {
+      const unlisten = await embedded.listen(channel, () => onNotify())
+      return async () => { if (!embedded.closed) await unlisten() }
+    }
   }
   return {
     db,
@@ -67,7 +84,105 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     stats,
     poolStats,
     ping: async () => { await sql`select 1`.execute(db) },
-    close: async () => { await db.destroy() }
+    listen,
+    close: async () => {
+      await closeListener()
+      await db.destroy()
+    }
+  }
+}
+
+const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/
+
+/**
+ * One dedicated connection per database handle for LISTEN (a pooled connection cannot keep
+ * listening), shared by every channel. It is opened on the first listen, re-opened after a loss
+ * with a growing delay (at most 10 s), and each subscriber is called once after a re-open.
+ */
+class NotificationListener {
+  readonly #subscribers = new Map<string, Set<() => void>>()
+  #client: pg.Client | null = null
+  #opening: Promise<void> | null = null
+  #retryTimer: NodeJS.Timeout | null = null
+  #retryDelayMs = 250
+  #closed = false
+
+  constructor (readonly url: string, readonly onError: (error: Error) => void) {}
+
+  async listen (channel: string, onNotify: () => void): Promise<() => Promise<void>> {
+    if (!CHANNEL.test(channel)) throw new Error(`not a plain channel name: ${channel}`)
+    let subscribers = this.#subscribers.get(channel)
+    if (subscribers === undefined) {
+      subscribers = new Set()
+      this.#subscribers.set(channel, subscribers)
+      if (this.#client !== null) await this.#client.query(`listen ${channel}`).catch(error => this.onError(error))
+    }
+    subscribers.add(onNotify)
+    // A first connection that fails is retried in the background: the caller polls meanwhile.
+    if (this.#client === null) await this.#open().catch(() => {})
+    return async () => {
+      const set = this.#subscribers.get(channel)
+      set?.delete(onNotify)
+      if (set !== undefined && set.size === 0) {
+        this.#subscribers.delete(channel)
+        await this.#client?.query(`unlisten ${channel}`).catch(() => {})
+      }
+    }
+  }
+
+  #open (): Promise<void> {
+    this.#opening ??= (async () => {
+      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 3000 })
+      const lost = (error?: Error): void => {
+        if (error !== undefined) this.onError(error)
+        if (this.#client !== client) return
+        this.#client = null
+        client.end().catch(() => {})
+        this.#scheduleReopen()
+      }
+      client.on('error', lost)
+      client.on('end', () => lost())
+      client.on('notification', message => {
+        for (const notify of this.#subscribers.get(message.channel) ?? []) notify()
+      })
+      try {
+        await client.connect()
+        for (const channel of this.#subscribers.keys()) await client.query(`listen ${channel}`)
+      } catch (error) {
+        client.end().catch(() => {})
+        this.#scheduleReopen()
+        throw error
+      }
+      if (this.#closed) {
+        await client.end()
+        return
+      }
+      this.#client = client
+      this.#retryDelayMs = 250
+    })().finally(() => { this.#opening = null })
+    return this.#opening
+  }
+
+  #scheduleReopen (): void {
+    if (this.#closed || this.#retryTimer !== null) return
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null
+      this.#open().then(() => {
+        // Whatever was notified while the connection was down is lost: let every subscriber look.
+        for (const subscribers of this.#subscribers.values()) for (const notify of subscribers) notify()
+      }, () => {})
+    }, this.#retryDelayMs)
+    this.#retryTimer.unref()
+    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, 10_000)
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer)
+    await this.#opening?.catch(() => {})
+    const client = this.#client
+    this.#client = null
+    await client?.end().catch(() => {})
   }
 }
 

@@ -110,6 +110,45 @@ export interface ApiKeyUsageTable {
   tokens_invalid: ColumnType<string, number, number>
 }
 
+export interface WebhooksTable {
+  id: string
+  org_id: string
+  url: string
+  events: ColumnType<string[], string[], string[]>
+  description: string | null
+  is_active: Generated<boolean>
+  /** AES-256-GCM under a key derived from the pepper (plugins/webhooks/secrets.ts), never the raw secret */
+  secret_ciphertext: string
+  previous_secret_ciphertext: string | null
+  previous_secret_expires_at: NullableTimestamp
+  created_at: Timestamp
+  updated_at: Timestamp
+}
+
+export type OutboxStatus = 'pending' | 'succeeded' | 'failed'
+
+export interface WebhookDeliveriesTable {
+  id: string
+  webhook_id: string
+  org_id: string
+  event_id: string
+  event_type: string
+  /** the exact request body */
+  payload: string
+  /** the columns of an outbox table (src/outbox-worker.ts) */
+  status: Generated<OutboxStatus>
+  attempts: Generated<number>
+  next_attempt_at: Timestamp
+  lease_id: string | null
+  leased_until: NullableTimestamp
+  last_attempt_at: NullableTimestamp
+  last_error: string | null
+  /** null: as many attempts as the retry schedule has */
+  attempt_limit: number | null
+  last_response_status: number | null
+  created_at: Timestamp
+}
+
 export interface Database {
   organizations: OrganizationsTable
   users: UsersTable
@@ -119,6 +158,8 @@ export interface Database {
   api_keys: ApiKeysTable
   audit_events: AuditEventsTable
   api_key_usage: ApiKeyUsageTable
+  webhooks: WebhooksTable
+  webhook_deliveries: WebhookDeliveriesTable
 }
 
 export type OrganizationRow = Selectable<OrganizationsTable>
@@ -128,3 +169,5 @@ export type UserRow = Selectable<UsersTable>
 export type MembershipRow = Selectable<MembershipsTable>
 export type SessionRow = Selectable<SessionsTable>
 export type ApiKeyRow = Selectable<ApiKeysTable>
+export type WebhookRow = Selectable<WebhooksTable>
+export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>

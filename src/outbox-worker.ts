@@ -52,6 +52,12 @@ export interface OutboxWorkerOptions<Row> {
   attempt: (row: Row, signal: AbortSignal) => Promise<AttemptOutcome>
   /** columns written when a row leaves 'pending' for good (e.g. erase a secret it held) */
   whenFinished?: Columns
+  /**
+   * The earliest a claimed row may be attempted, when later than its next_attempt_at (rows written
+   * by a writer that does not know the schedule's first delay, such as recordEvent's webhook
+   * deliveries); such a row is put back until then without counting an attempt.
+   */
+  notBefore?: (row: Row) => Date | null
 }
 
 export interface OutboxWorker {
@@ -99,6 +105,7 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
   /** Completes an attempt; false when the row was no longer ours (lease lost, or cancelled meanwhile). */
   async function complete (row: Row & { attempts?: number }, leaseId: string, outcome: AttemptOutcome): Promise<boolean> {
     const attempts = Number(row.attempts ?? 0) + 1
+    let retryAfter: number | null = null
     let values: Columns
     if (outcome.done) {
       values = { status: 'succeeded', last_error: null, ...whenFinished, ...outcome.set }
@@ -108,13 +115,17 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
       values = final
         ? { status: 'failed', last_error: outcome.error.slice(0, 1000), ...whenFinished, ...outcome.set }
         : { last_error: outcome.error.slice(0, 1000), next_attempt_at: sql`now() + ${delay} * interval '1 millisecond'`, ...outcome.set }
-      if (!final) retryIn(delay)
+      if (!final) retryAfter = delay
     }
     const result = await db.updateTable(table)
       .set({ ...values, attempts, last_attempt_at: sql`now()`, lease_id: null, leased_until: null })
       .where('id', '=', row.id).where('lease_id', '=', leaseId).where('status', '=', 'pending')
       .executeTakeFirst()
-    return result.numUpdatedRows > 0n
+    const completed = result.numUpdatedRows > 0n
+    // Timed from the commit, not before it: a timer started earlier could fire before the row is
+    // due (the UPDATE's now() comes later), find nothing, and leave the retry to the next poll.
+    if (completed && retryAfter !== null) retryIn(retryAfter)
+    return completed
   }
 
   /** Gives a claimed row back without counting the attempt (the worker is stopping). */
@@ -123,7 +134,15 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
       .where('id', '=', row.id).where('lease_id', '=', leaseId).execute()
   }
 
+  async function postpone (row: Row, leaseId: string, until: Date): Promise<void> {
+    await db.updateTable(table).set({ next_attempt_at: until, lease_id: null, leased_until: null })
+      .where('id', '=', row.id).where('lease_id', '=', leaseId).execute()
+    retryIn(until.getTime() - Date.now())
+  }
+
   async function attemptOne (row: Row, leaseId: string): Promise<void> {
+    const notBefore = options.notBefore?.(row) ?? null
+    if (notBefore !== null && notBefore.getTime() > Date.now()) return await postpone(row, leaseId, notBefore)
     let outcome: AttemptOutcome
     try {
       outcome = await options.attempt(row, stopping.signal)
@@ -165,14 +184,30 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
     runNow().catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
   }
 
-  // A retry due before the next poll gets a timer of its own, so short schedules are kept.
+  // A retry due before the next poll gets a timer, so short schedules are kept. Every such time
+  // is remembered (to 10 ms): one timer for the earliest, re-armed for the next when it fires, so a
+  // row due a little later than another is not left to the poll.
+  const retryTimes = new Set<number>()
   function retryIn (delayMs: number): void {
     if (delayMs >= options.pollIntervalMs || stopping.signal.aborted) return
-    const at = Date.now() + delayMs
+    retryTimes.add(Math.ceil((Date.now() + Math.max(0, delayMs) + 10) / 10) * 10)
+    armRetryTimer()
+  }
+
+  function armRetryTimer (): void {
+    if (retryTimes.size === 0 || stopping.signal.aborted) return
+    const at = Math.min(...retryTimes)
     if (retryTimer !== null && retryTimerAt <= at) return
     if (retryTimer !== null) clearTimeout(retryTimer)
     retryTimerAt = at
-    retryTimer = setTimeout(() => { retryTimer = null; retryTimerAt = Infinity; runInBackground() }, delayMs + 10)
+    retryTimer = setTimeout(() => {
+      retryTimer = null
+      retryTimerAt = Infinity
+      const now = Date.now()
+      for (const time of retryTimes) if (time <= now) retryTimes.delete(time)
+      runInBackground()
+      armRetryTimer()
+    }, Math.max(0, at - Date.now()))
     retryTimer.unref()
   }
 

@@ -79,7 +79,7 @@ t.test('a failed attempt is retried on the schedule; after the last one the row 
     calls.set(row.id, n)
     if (row.id === 'row_000' && n === 3) return { done: true }
     throw new Error(`refused #${n}`)
-  })
+  }, { retryScheduleMs: [0, 400, 50] }) // long enough a first retry to look at the rows before it
   await w.runNow()
   let [first, second] = await rows(table)
   t.equal(first.status, 'pending', 'retried later, not at once')
@@ -194,4 +194,22 @@ t.test('wake() works off a row written after the worker started, without waiting
   w.wake()
   await until(async () => seen.length === 1, 5000)
   t.same(seen, ['row_000'])
+})
+
+t.test('notBefore puts a claimed row back until then without counting an attempt', async t => {
+  const table = await scratchTable()
+  await insertRows(table, 1)
+  const notBefore = new Date(Date.now() + 300)
+  const attemptedAt: number[] = []
+  const w = worker(t, table, async () => { attemptedAt.push(Date.now()); return { done: true } }, { notBefore: () => notBefore })
+  await w.runNow()
+  t.same(attemptedAt, [], 'not attempted before notBefore')
+  const [row] = await rows(table)
+  t.equal(row.status, 'pending')
+  t.equal(row.attempts, 0)
+  t.equal(row.lease_id, null, 'put back at once, not after the lease')
+  await until(async () => (await rows(table))[0].status === 'succeeded', 5000)
+  t.equal(attemptedAt.length, 1)
+  t.ok(attemptedAt[0] >= notBefore.getTime(), 'attempted once notBefore has passed')
+  t.equal((await rows(table))[0].attempts, 1)
 })

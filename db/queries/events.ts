@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { Database } from '../database.ts'
 import { newId } from '../../src/ids.ts'
+import { insertEventDeliveries } from './webhooks.ts'
 
 /** The catalogue of §10: every change in it writes exactly one event, in the transaction of the change. */
 export const EVENT_TYPES = [
@@ -76,6 +77,11 @@ export async function recordEvent (trx: Kysely<Database>, event: NewEvent): Prom
     data: JSON.stringify(event.data),
     ip: event.ip
   }).returning(['id', 'created_at']).executeTakeFirstOrThrow()
-  // Consumers of events (webhook deliveries, §11) are written here too, in the same transaction.
-  return { ...event, id: row.id, createdAt: row.created_at.toISOString() }
+  const createdAt = row.created_at.toISOString()
+  // Webhook deliveries (§11) are written in the same transaction: a committed change always reaches
+  // its subscribers, a rolled-back one never does. Internal types are never delivered.
+  if (event.orgId !== null && (EVENT_TYPES as readonly string[]).includes(event.type)) {
+    await insertEventDeliveries(trx, { id: row.id, type: event.type, orgId: event.orgId, actor: event.actor, data: event.data, createdAt })
+  }
+  return { ...event, id: row.id, createdAt }
 }
