@@ -10,6 +10,7 @@ import { hashPassword } from '../src/passwords.ts'
 import { newId } from '../src/ids.ts'
 import { safeEqual } from '../src/secrets.ts'
 import { Conflict, NotFound, Unauthorized } from '../src/errors.ts'
+import { adminAuditEvents } from './events/routes.ts'
 
 /** Routes /admin/*: the platform operator's API, behind ADMIN_TOKEN. */
 const admin: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
@@ -20,6 +21,7 @@ const admin: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
     const match = /^Bearer +(\S+)\s*$/i.exec(request.headers.authorization ?? '')
     if (match === null || !safeEqual(match[1], adminToken)) throw new Unauthorized('Invalid admin token')
   })
+  await app.register(adminAuditEvents)
 
   // Every admin write records its event with actor `admin`, in the transaction of the change (§3, §10).
   app.post('/orgs', { schema: schemas.createOrg }, async (request, reply) => {

@@ -25,6 +25,7 @@ import auth from '../plugins/auth.ts'
 import orgKeys from '../plugins/org-keys.ts'
 import publicRoutes from '../plugins/public.ts'
 import org from '../plugins/org.ts'
+import { orgAuditEvents } from '../plugins/events/routes.ts'
 import secretScanning from '../plugins/secret-scanning.ts'
 import keyUsage, { keyUsageRoutes } from '../plugins/key-usage.ts'
 
@@ -160,4 +161,5 @@ const withUserSessions: FastifyPluginAsyncTypebox<{ config: Config }> = async (a
   await app.register(orgKeys, { prefix: '/org', config })
   await app.register(keyUsageRoutes, { prefix: '/org' })
   await app.register(org, { prefix: '/org' })
+  await app.register(orgAuditEvents, { prefix: '/org' })
 }

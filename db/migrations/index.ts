@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from 'kysely'
 import * as initial from './20261129T0800_initial.ts'
 import * as auditLog from './20261130T1000_audit_log.ts'
 import * as apiKeySettings from './20261130T1010_api_key_settings.ts'
+import * as auditIndexes from './20261130T1100_audit_indexes.ts'
 import * as webhooks from './20261130T1200_webhooks.ts'
 import * as apiKeyUsage from './20261130T1400_api_key_usage.ts'
 
@@ -11,6 +12,7 @@ export const migrations: Record<string, Migration> = {
   '20261129T0800_initial': initial,
   '20261130T1000_audit_log': auditLog,
   '20261130T1010_api_key_settings': apiKeySettings,
+  '20261130T1100_audit_indexes': auditIndexes,
   '20261130T1200_webhooks': webhooks,
   '20261130T1400_api_key_usage': apiKeyUsage
 }

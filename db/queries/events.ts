@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { Database } from '../database.ts'
 import { newId } from '../../src/ids.ts'
 import { insertEventDeliveries } from './webhooks.ts'
@@ -24,6 +24,12 @@ export type InternalEventType = typeof INTERNAL_EVENT_TYPES[number]
 
 /** Every type an event may have: the catalogue, then the internal types. */
 export const ALL_EVENT_TYPES = [...EVENT_TYPES, ...INTERNAL_EVENT_TYPES] as const
+export type AnyEventType = EventType | InternalEventType
+
+const KNOWN_TYPES = new Set<string>(ALL_EVENT_TYPES)
+export function isEventType (value: string): value is AnyEventType {
+  return KNOWN_TYPES.has(value)
+}
 
 const CATALOGUE = new Set<string>(EVENT_TYPES)
 /** Whether a type is in the catalogue of §10 (what webhooks may deliver), not an internal one. */
@@ -43,7 +49,7 @@ export function userActor (user: { id: string, email: string }): Actor {
 }
 
 export interface NewEvent {
-  type: EventType | InternalEventType
+  type: AnyEventType
   /** null only for changes that belong to no org (a user's password reset by the operator) */
   orgId: string | null
   actor: Actor
@@ -84,4 +90,97 @@ export async function recordEvent (trx: Kysely<Database>, event: NewEvent): Prom
     await insertEventDeliveries(trx, { id: row.id, type: event.type, orgId: event.orgId, actor: event.actor, data: event.data, createdAt })
   }
   return { ...event, id: row.id, createdAt }
+}
+
+/** Where an event stands in the newest-first order: its time to the microsecond (as stored) and its id. */
+export interface EventPosition {
+  /** ISO 8601 UTC with microseconds: `createdAt` of the API has milliseconds, too coarse to resume from */
+  createdAt: string
+  id: string
+}
+
+export interface EventQuery {
+  /** only this org's events; unset: every org's, and the org-less ones */
+  orgId?: string
+  types?: readonly string[]
+  actorId?: string
+  targetId?: string
+  /** inclusive */
+  since?: Date
+  /** exclusive */
+  until?: Date
+  /** the last event of the previous page: the page holds the events after it, never it */
+  after?: EventPosition
+  limit: number
+}
+
+/** An event as the audit routes answer it (§10). */
+export interface AuditEvent {
+  id: string
+  type: AnyEventType
+  orgId: string | null
+  actor: { type: Actor['type'], id: string | null, email: string | null }
+  target: { type: string, id: string }
+  data: Record<string, unknown>
+  ip: string | null
+  createdAt: string
+}
+
+export interface EventPage {
+  events: AuditEvent[]
+  /** the position to resume from, or null when this page holds the last matching event */
+  next: EventPosition | null
+}
+
+/**
+ * A page of events, newest first. The order is (created_at, id), a total order, and the next page
+ * starts strictly after the last event of this one, so events written meanwhile (always newer)
+ * never shift a page: nothing is skipped or repeated. Each filter has an index in this order
+ * (migration 20261130T1100_audit_indexes), so a page reads about `limit` rows.
+ */
+export async function listEvents (db: Kysely<Database>, query: EventQuery): Promise<EventPage> {
+  let select = db.selectFrom('audit_events').selectAll()
+    .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position_at'))
+  if (query.orgId !== undefined) select = select.where('org_id', '=', query.orgId)
+  if (query.types !== undefined && query.types.length > 0) select = select.where('type', 'in', [...query.types])
+  if (query.actorId !== undefined) select = select.where('actor_id', '=', query.actorId)
+  if (query.targetId !== undefined) select = select.where('target_id', '=', query.targetId)
+  if (query.since !== undefined) select = select.where('created_at', '>=', query.since)
+  if (query.until !== undefined) select = select.where('created_at', '<', query.until)
+  if (query.after !== undefined) {
+    // A row comparison, which PostgreSQL turns into one index range condition.
+    select = select.where(sql<boolean>`(created_at, id) < (cast(${query.after.createdAt} as timestamptz), ${query.after.id})`)
+  }
+  const rows = await select.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(query.limit + 1).execute()
+  const page = rows.slice(0, query.limit)
+  const last = page.at(-1)
+  return {
+    events: page.map(row => ({
+      id: row.id,
+      type: isEventType(row.type) ? row.type : unknownType(row.type),
+      orgId: row.org_id,
+      actor: { type: row.actor_type, id: row.actor_id, email: row.actor_email },
+      target: { type: row.target_type, id: row.target_id },
+      data: row.data,
+      ip: row.ip,
+      createdAt: row.created_at.toISOString()
+    })),
+    next: rows.length > query.limit && last !== undefined ? { createdAt: last.position_at, id: last.id } : null
+  }
+}
+
+function unknownType (type: string): never {
+  // Only recordEvent writes events, and its type is checked: a row of another type is a defect.
+  throw new Error(`audit_events holds an event of unknown type "${type}"`)
+}
+
+/**
+ * Deletes up to `batchSize` events older than `before`, oldest first; returns how many. Retention
+ * (AUDIT_RETENTION_DAYS) calls it in small batches, so no batch holds locks for long.
+ */
+export async function deleteEventsBefore (trx: Kysely<Database>, before: Date, batchSize: number): Promise<number> {
+  const result = await trx.deleteFrom('audit_events')
+    .where('id', 'in', eb => eb.selectFrom('audit_events').select('id').where('created_at', '<', before).orderBy('created_at').limit(batchSize))
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
 }
