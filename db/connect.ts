@@ -4,6 +4,7 @@ import { PGlite } from '@electric-sql/pglite'
 import { PGliteDialect } from 'kysely-pglite-dialect'
 import type { Database } from './database.ts'
 import { migrationProvider } from './migrations/index.ts'
+import { makePrivateDir } from '../src/private-dir.ts'
 
 export interface DatabaseHandle {
   db: Kysely<Database>
@@ -67,6 +68,8 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     closeListener = () => listener.close()
   } else {
     kind = 'pglite'
+    // Its tables and WAL hold emails and password hashes: files for this user only (see makePrivateDir).
+    if (options.pgliteDataDir === undefined && !options.dataDir.startsWith('memory://')) makePrivateDir(options.dataDir)
     pglite = options.pgliteDataDir === undefined
       ? new PGlite(options.dataDir)
       : new PGlite({ loadDataDir: options.pgliteDataDir })

@@ -12,7 +12,7 @@ try {
   }
   throw error
 }
-const { config, generatedSecrets } = loaded
+const { config, generatedSecrets, newSecrets, secretsFile, warnings } = loaded
 
 // A person at a terminal reads pretty lines; anything else (a log shipper, a file, production) gets JSON.
 const app = await buildApp(config, { prettyLogs: process.stdout.isTTY === true && config.nodeEnv !== 'production' })
@@ -52,11 +52,16 @@ const lines = [
   `  Redis:     ${config.redisUrl === null ? 'off (rate limits and caches in this process)' : 'on (REDIS_URL)'}`
 ]
 if (generatedSecrets.length > 0) {
-  lines.push(`  Warning:   ${generatedSecrets.join(', ')} not set; using generated values kept in ${config.dataDir}/secrets.json (set them in production)`)
+  lines.push(`  Warning:   ${generatedSecrets.join(', ')} not set; using generated values kept in ${secretsFile} (set them in production)`)
 }
-if (generatedSecrets.includes('ADMIN_TOKEN') && config.adminToken !== null) {
-  lines.push(`  Admin token (ADMIN_TOKEN): ${config.adminToken}`)
+// The generated admin token is shown once, on the start that made it; a log or a terminal
+// scroll-back of every later start must not hold it.
+if (newSecrets.includes('ADMIN_TOKEN') && config.adminToken !== null) {
+  lines.push(`  Admin token (ADMIN_TOKEN), shown this once: ${config.adminToken}`)
+} else if (generatedSecrets.includes('ADMIN_TOKEN')) {
+  lines.push(`  Admin token: the generated ADMIN_TOKEN in ${secretsFile}`)
 } else if (config.adminToken === null) {
   lines.push('  Admin API: disabled (ADMIN_TOKEN unset in production)')
 }
+for (const warning of warnings) lines.push(`  Warning:   ${warning}`)
 process.stdout.write(lines.join('\n') + '\n\n')

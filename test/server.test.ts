@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { once } from 'node:events'
 import t from 'tap'
 import type { TestContext } from './helper.ts'
@@ -119,4 +119,58 @@ t.test('NODE_ENV=production on a terminal still logs JSON', { skip: existsSync('
   t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
   await waitFor(() => server.output().includes('request completed'), server.output, server.child)
   t.match(server.output(), '{"level":30', 'JSON lines')
+})
+
+t.test('NODE_ENV=production with an empty JWT_SECRET or API_KEY_PEPPER exits 1 naming it', async t => {
+  for (const [name, other] of [['JWT_SECRET', 'API_KEY_PEPPER'], ['API_KEY_PEPPER', 'JWT_SECRET']]) {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', DATA_DIR: 'memory://', [name]: '', [other]: 'production-secret-0123456789abcdef0123' },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let output = ''
+    child.stdout.on('data', chunk => { output += String(chunk) })
+    child.stderr.on('data', chunk => { output += String(chunk) })
+    const [code] = await once(child, 'exit')
+    t.equal(code, 1, `${name}= exits 1`)
+    t.match(output, `${name} is required in production and is empty`)
+    t.notMatch(output, 'listening')
+  }
+})
+
+/** Every directory and file under dir whose mode lets anyone but its owner in. */
+function notPrivate (dir: string): string[] {
+  const found: string[] = []
+  const visit = (path: string): void => {
+    const stat = lstatSync(path)
+    if (stat.isSymbolicLink()) return
+    if ((stat.mode & 0o077) !== 0 || (stat.isDirectory() && (stat.mode & 0o700) !== 0o700)) found.push(`${(stat.mode & 0o777).toString(8)} ${path}`)
+    if (stat.isDirectory()) for (const entry of readdirSync(path)) visit(join(path, entry))
+  }
+  visit(dir)
+  return found
+}
+
+t.test('a generated admin token is printed on the start that generated it only; DATA_DIR and every file in it are private', async t => {
+  const dataDir = join(mkdtempSync(join(tmpdir(), 'tenantkey-server-')), 'data')
+  t.teardown(() => rmSync(dirname(dataDir), { recursive: true, force: true }))
+  const first = await start(t, { DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, false)
+  t.equal((await fetch(`http://127.0.0.1:${first.port}/health`)).status, 200)
+  first.child.kill('SIGTERM')
+  await once(first.child, 'exit')
+  const token = /Admin token \(ADMIN_TOKEN\), shown this once: (\S+)/.exec(first.output())?.[1]
+  t.ok(token !== undefined && token.length >= 32, 'the first start prints the generated token')
+  t.ok(readdirSync(join(dataDir, 'pg_wal')).length > 0, 'PGlite wrote its WAL')
+  t.same(notPrivate(dataDir), [], 'the embedded database (its WAL too) and secrets.json: directories 0700, files 0600 or stricter')
+
+  chmodSync(join(dataDir, 'secrets.json'), 0o644)
+  const second = await start(t, { DATA_DIR: dataDir, LOG_LEVEL: 'warn' }, false)
+  const response = await fetch(`http://127.0.0.1:${second.port}/api/v1/admin/orgs`, { headers: { authorization: `Bearer ${token}` } })
+  t.equal(response.status, 200, 'the kept token still works')
+  second.child.kill('SIGTERM')
+  await once(second.child, 'exit')
+  t.notMatch(second.output(), token as string, 'a later start does not print the token')
+  t.match(second.output(), `Admin token: the generated ADMIN_TOKEN in ${join(dataDir, 'secrets.json')}`, 'it says where the token is kept')
+  t.match(second.output(), `${join(dataDir, 'secrets.json')} could be read by other users (mode 0644): made private to this user`)
+  t.same(notPrivate(dataDir), [], 'secrets.json is 0600 again')
 })
