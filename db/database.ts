@@ -171,3 +171,5 @@ export type SessionRow = Selectable<SessionsTable>
 export type ApiKeyRow = Selectable<ApiKeysTable>
 export type WebhookRow = Selectable<WebhooksTable>
 export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>
+export type NewApiKey = Insertable<ApiKeysTable>
+export type ApiKeyUpdate = Updateable<ApiKeysTable>

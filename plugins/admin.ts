@@ -12,6 +12,10 @@ import { safeEqual } from '../src/secrets.ts'
 import { Conflict, NotFound, Unauthorized } from '../src/errors.ts'
 import { adminAuditEvents } from './events/routes.ts'
 
+function sameRateLimit (a: Org['rateLimit'], b: Org['rateLimit']): boolean {
+  return a === null || b === null ? a === b : a.max === b.max && a.windowSeconds === b.windowSeconds
+}
+
 /** Routes /admin/*: the platform operator's API, behind ADMIN_TOKEN. */
 const admin: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
   const adminToken = config.adminToken
@@ -41,24 +45,28 @@ const admin: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
   })
 
   app.patch('/orgs/:slug', { schema: schemas.updateOrg }, async (request) => {
-    const { name, plan, status, appUrl } = request.body
-    const wanted: Partial<Pick<Org, 'name' | 'plan' | 'status' | 'appUrl'>> = {
+    const { name, plan, status, appUrl, rateLimit } = request.body
+    const wanted: Partial<Pick<Org, 'name' | 'plan' | 'status' | 'appUrl' | 'rateLimit'>> = {
       ...(name !== undefined && { name: name.trim() }),
       ...(plan !== undefined && { plan }),
       ...(status !== undefined && { status }),
-      ...(appUrl !== undefined && { appUrl })
+      ...(appUrl !== undefined && { appUrl }),
+      ...(rateLimit !== undefined && { rateLimit })
     }
     const { org, changes } = await app.db.transaction().execute(async trx => {
       const before = await lockOrgBySlug(trx, request.params.slug)
       if (before === null) throw new NotFound('Organization not found')
       // Only what differs is a change: the same value sent again is neither written nor recorded.
-      const changes = (Object.keys(wanted) as Array<keyof typeof wanted>).filter(field => wanted[field] !== before[field])
+      const changes = (Object.keys(wanted) as Array<keyof typeof wanted>).filter(field => field === 'rateLimit'
+        ? !sameRateLimit(wanted.rateLimit ?? null, before.rateLimit)
+        : wanted[field] !== before[field])
       if (changes.length === 0) return { org: before, changes }
       const after = await updateOrgBySlug(trx, before.slug, {
         ...(changes.includes('name') && { name: wanted.name }),
         ...(changes.includes('plan') && { plan: wanted.plan }),
         ...(changes.includes('status') && { status: wanted.status }),
-        ...(changes.includes('appUrl') && { app_url: wanted.appUrl })
+        ...(changes.includes('appUrl') && { app_url: wanted.appUrl }),
+        ...(changes.includes('rateLimit') && { rate_limit_max: wanted.rateLimit?.max ?? null, rate_limit_window_seconds: wanted.rateLimit?.windowSeconds ?? null })
       })
       if (after === null) throw new NotFound('Organization not found')
       await recordEvent(trx, { type: 'org.updated', orgId: after.id, actor: ADMIN_ACTOR, target: { type: 'org', id: after.id }, data: { org: after, changes }, ip: request.ip })

@@ -66,6 +66,8 @@ function validationMessage (error: FastifyError): string {
   }
   if (path === '' && context === 'body' && first.keyword === 'type') return 'Request body must be a JSON object'
   const field = path === '' ? context : `${context}.${path}`
+  // Ajv says only "must be equal to one of the allowed values": name them.
+  if (first.keyword === 'enum' && Array.isArray(params?.allowedValues)) return `${field} must be one of: ${params.allowedValues.join(', ')}`
   return `${field} ${first.message ?? 'is invalid'}`
 }
 

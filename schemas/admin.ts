@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox'
+import { NullableRateLimit } from './api-keys.ts'
 import { Org, Slug, Email, OrgRole, ActiveStatus, Timestamp, Id, Success, errorResponse, errors, withSuccessExample, PublicUser, type ErrorExample } from './common.ts'
 
 const tags = ['Admin']
@@ -9,7 +10,11 @@ const Name = Type.String({ minLength: 1, maxLength: 200, description: 'Display n
 
 const authNote = ' Authenticated by `Authorization: Bearer <ADMIN_TOKEN>` (401 otherwise); no `X-Org-Slug`. When the server runs ' +
   'with `NODE_ENV=production` and no `ADMIN_TOKEN`, the admin API is disabled and every route answers 404.'
-const EXAMPLE_ORG = { id: 'org_01JZ8Q4K7X3W5N2M9B6V1C0D8E', slug: 'acme', name: 'Acme Inc.', plan: 'pro', status: 'active', appUrl: null, createdAt: '2025-05-23T12:00:00.000Z' }
+const EXAMPLE_ORG = { id: 'org_01JZ8Q4K7X3W5N2M9B6V1C0D8E', slug: 'acme', name: 'Acme Inc.', plan: 'pro', status: 'active', appUrl: null, createdAt: '2025-05-23T12:00:00.000Z', rateLimit: null }
+const OrgRateLimit = NullableRateLimit('The organization\'s budget per API key on `/public`: at most `max` requests per `windowSeconds` for each key ' +
+  'without a budget of its own; null → the service default (`RATE_LIMIT_MAX` per `RATE_LIMIT_WINDOW`). No key of the org may be given a faster average rate (max / windowSeconds).')
+/** The organization as the platform admin sees it: §2's fields plus its budget per API key (§9). */
+const AdminOrg = Type.Object({ ...Org.properties, rateLimit: OrgRateLimit }, { description: 'An organization (tenant), with its budget per API key' })
 const EXAMPLE_USER = { id: 'usr_01JZ8Q4K7X3W5N2M9B6V1C0D8F', email: 'ada@acme.test', name: 'Ada Lovelace', role: 'user', isEmailVerified: false, createdAt: '2025-05-23T12:00:00.000Z' }
 const invalidToken: ErrorExample = ['Invalid admin token', 'unauthorized']
 const disabled = (method: string, path: string): ErrorExample => [`Route ${method} /api/v1/admin${path} not found`, 'not_found']
@@ -24,7 +29,7 @@ export const createOrg = {
     'what clients send as `X-Org-Slug`; a slug already taken is 409.' + authNote,
   body: Type.Object({ slug: Slug, name: Name, plan: Type.Optional(Plan), appUrl: Type.Optional(AppUrl) }, { additionalProperties: false, examples: [{ slug: 'acme', name: 'Acme Inc.', plan: 'pro' }] }),
   response: {
-    201: withSuccessExample(Success(Type.Object({ org: Org }), 'Organization created'), { org: EXAMPLE_ORG }),
+    201: withSuccessExample(Success(Type.Object({ org: AdminOrg }), 'Organization created'), { org: EXAMPLE_ORG }),
     ...errorResponse(400, ['body.slug is required', 'validation_failed'], ['body.slug must match pattern "^[a-z0-9-]{3,48}$"', 'validation_failed']),
     ...errorResponse(401, invalidToken),
     ...errorResponse(404, disabled('POST', '/orgs')),
@@ -40,7 +45,7 @@ export const listOrgs = {
   summary: 'List organizations',
   description: 'Every organization, oldest first.' + authNote,
   response: {
-    200: withSuccessExample(Success(Type.Object({ orgs: Type.Array(Org) }), 'The organizations'), { orgs: [EXAMPLE_ORG] }),
+    200: withSuccessExample(Success(Type.Object({ orgs: Type.Array(AdminOrg) }), 'The organizations'), { orgs: [EXAMPLE_ORG] }),
     ...errorResponse(401, invalidToken),
     ...errorResponse(404, disabled('GET', '/orgs')),
     ...errors(503)
@@ -52,13 +57,21 @@ export const updateOrg = {
   security,
   operationId: 'adminUpdateOrg',
   summary: 'Update an organization',
-  description: 'Changes name, plan, status or appUrl (at least one). Suspending an org makes every `/auth`, `/org` and `/public` ' +
-    'request for it answer 403 at once, on every instance.' + authNote,
+  description: 'Changes name, plan, status, appUrl or rateLimit (at least one). Suspending an org makes every `/auth`, `/org` and `/public` ' +
+    'request for it answer 403 at once, on every instance. `rateLimit` is the budget of each of its API keys that has none of its own ' +
+    '(null: the service default), and the fastest average rate an org admin may give a key; a new budget applies from the next ' +
+    '`/public` request on every instance. Budgets already stored on keys are not rewritten.' + authNote,
   params: Type.Object({ slug: Slug }),
-  body: Type.Object({ name: Type.Optional(Name), plan: Type.Optional(Plan), status: Type.Optional(ActiveStatus), appUrl: Type.Optional(AppUrl) }, { additionalProperties: false, minProperties: 1, examples: [{ status: 'suspended' }] }),
+  body: Type.Object({
+    name: Type.Optional(Name),
+    plan: Type.Optional(Plan),
+    status: Type.Optional(ActiveStatus),
+    appUrl: Type.Optional(AppUrl),
+    rateLimit: Type.Optional(OrgRateLimit)
+  }, { additionalProperties: false, minProperties: 1, examples: [{ status: 'suspended' }, { rateLimit: { max: 1000, windowSeconds: 60 } }] }),
   response: {
-    200: withSuccessExample(Success(Type.Object({ org: Org }), 'The updated organization'), { org: { ...EXAMPLE_ORG, status: 'suspended' } }),
-    ...errorResponse(400, ['body must NOT have fewer than 1 properties', 'validation_failed']),
+    200: withSuccessExample(Success(Type.Object({ org: AdminOrg }), 'The updated organization'), { org: { ...EXAMPLE_ORG, status: 'suspended' } }),
+    ...errorResponse(400, ['body must NOT have fewer than 1 properties', 'validation_failed'], ['body.rateLimit.max must be <= 1000000', 'validation_failed']),
     ...errorResponse(401, invalidToken),
     ...errorResponse(404, orgNotFound),
     ...errors(413, 415, 503)

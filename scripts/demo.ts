@@ -109,7 +109,7 @@ export async function walkThrough ({ origin, adminToken, log = () => {} }: WalkT
 
   const org = await call('POST', '/admin/orgs', admin, DEMO.org)
   expect('POST /admin/orgs', org, 201, success({
-    org: { id: id('org'), slug, name: DEMO.org.name, plan: DEMO.org.plan, status: 'active', appUrl: null, createdAt: ISO }
+    org: { id: id('org'), slug, name: DEMO.org.name, plan: DEMO.org.plan, status: 'active', appUrl: null, createdAt: ISO, rateLimit: null }
   }), `org ${slug} (${org.body?.data?.org?.id})`)
 
   const user = await call('POST', '/admin/users', admin, DEMO.user)
@@ -133,11 +133,26 @@ export async function walkThrough ({ origin, adminToken, log = () => {} }: WalkT
   const userAccessToken: string = login.body.data.accessToken
   const asAdmin = { Authorization: `Bearer ${userAccessToken}`, 'X-Org-Slug': slug }
 
+  // §9's full key object with its defaults: every scope, the org's budget, any address.
+  const keyObject = {
+    name: DEMO.keyName,
+    isActive: true,
+    createdAt: ISO,
+    expiresAt: null,
+    description: null,
+    scopes: ['tokens:verify', 'users:read', 'org:read'],
+    rateLimit: null,
+    allowedIps: [],
+    createdBy: { type: 'user', id: userId },
+    revokedAt: null,
+    rotatedFromId: null,
+    rotatedToId: null
+  }
   const created = await call('POST', '/org/api-keys', asAdmin, { name: DEMO.keyName })
   const key: unknown = created.body?.data?.key
   expect('POST /org/api-keys', created, 201, success({
     key: KEY,
-    apiKey: { id: id('key'), name: DEMO.keyName, prefix: typeof key === 'string' ? key.slice(0, 10) : KEY, createdAt: ISO, expiresAt: null, lastUsedAt: null }
+    apiKey: { ...keyObject, id: id('key'), prefix: typeof key === 'string' ? key.slice(0, 10) : KEY, lastUsedAt: null }
   }), `key ${typeof key === 'string' ? key.slice(0, 10) : '?'}… (shown once)`)
   const keyId: string = created.body.data.apiKey.id
 
@@ -160,7 +175,7 @@ export async function walkThrough ({ origin, adminToken, log = () => {} }: WalkT
 
   const listed = await call('GET', '/org/api-keys', asAdmin)
   expect('GET /org/api-keys', listed, 200, success({
-    apiKeys: [{ id: keyId, name: DEMO.keyName, prefix: (key as string).slice(0, 10), isActive: true, createdAt: ISO, expiresAt: null, lastUsedAt: ISO }]
+    apiKeys: [{ ...keyObject, id: keyId, prefix: (key as string).slice(0, 10), lastUsedAt: ISO }]
   }), 'one key, isActive: true, lastUsedAt set')
 
   const revoked = await call('DELETE', `/org/api-keys/${keyId}`, asAdmin)

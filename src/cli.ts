@@ -127,7 +127,7 @@ const COMMANDS: Record<string, Command> = {
       const orgSlug = values.org
       if (!new RegExp(idPattern('key')).test(keyId)) throw usage('--key-id: invalid value (expected: an API key id, key_ followed by 26 characters, as GET /api/v1/org/api-keys lists)')
       return async ({ db, print, orgsChanged }) => {
-        const [{ findApiKeyWithOrg, revokeApiKey }, { recordEvent, SYSTEM_ACTOR }] = await Promise.all([
+        const [{ findApiKeyWithOrg, revokeApiKey, toApiKey }, { recordEvent, SYSTEM_ACTOR }] = await Promise.all([
           import('../db/queries/api-keys.ts'), import('../db/queries/events.ts')
         ])
         const key = await findApiKeyWithOrg(db, keyId)
@@ -137,10 +137,10 @@ const COMMANDS: Record<string, Command> = {
         }
         const outcome = await db.transaction().execute(async trx => {
           const result = await revokeApiKey(trx, { orgId: key.orgId, keyId, revokedBy: null })
-          if (result === 'revoked') {
-            await recordEvent(trx, { type: 'api_key.revoked', orgId: key.orgId, actor: SYSTEM_ACTOR, target: { type: 'api_key', id: keyId }, data: { via: 'cli' }, ip: null })
+          if (result.outcome === 'revoked') {
+            await recordEvent(trx, { type: 'api_key.revoked', orgId: key.orgId, actor: SYSTEM_ACTOR, target: { type: 'api_key', id: keyId }, data: { apiKey: toApiKey(result.row) }, ip: null })
           }
-          return result
+          return result.outcome
         })
         if (outcome === 'revoked') await orgsChanged([key.orgId])
         const described = `API key ${keyId} ("${key.name}", ${key.prefix}…) of ${key.orgSlug}`

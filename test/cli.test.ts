@@ -12,6 +12,7 @@ import { insertSession, isSessionLive } from '../db/queries/sessions.ts'
 import { verifyPassword } from '../src/passwords.ts'
 import { newId } from '../src/ids.ts'
 import { DATABASE_URL, REDIS_URL, sharedDatabase, uniqueSlug, uniqueEmail, testConfig, sessionToken } from './helper.ts'
+import { ISO } from './auth-helpers.ts'
 
 // The CLI runs as the operator runs it: a child process reading its configuration from the
 // environment. Embedded: a temporary DATA_DIR; with DATABASE_URL: this process's fresh database.
@@ -222,6 +223,8 @@ t.test('revoke-key revokes a key at once, is idempotent, and records the system 
     const events = await app.db.selectFrom('audit_events').selectAll().where('target_id', '=', keyId).where('type', '=', 'api_key.revoked').execute()
     t.equal(events.length, 1, 'one audit event, not one per call')
     t.match(events[0], { actor_type: 'system', actor_id: null, target_type: 'api_key' })
+    t.match(events[0].data, { apiKey: { id: keyId, name: 'Production backend', isActive: false, revokedAt: ISO } }, 'data: the full key object as revoked')
+    t.notOk(JSON.stringify(events[0].data).includes(key.slice(10)), 'never the key')
   })
 })
 

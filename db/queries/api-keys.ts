@@ -1,62 +1,155 @@
 import { sql, type Kysely } from 'kysely'
-import type { ApiKeyRow, Database } from '../database.ts'
+import type { ApiKeyRow, ApiKeyUpdate, Database, NewApiKey } from '../database.ts'
 
+/** The full key object of §9: what every key route answers and every api_key.* event holds (never the key). */
 export interface ApiKey {
   id: string
   name: string
   prefix: string
+  isActive: boolean
   createdAt: string
   expiresAt: string | null
   lastUsedAt: string | null
-}
-
-export interface ListedApiKey extends ApiKey {
-  isActive: boolean
+  description: string | null
+  scopes: string[]
+  rateLimit: { max: number, windowSeconds: number } | null
+  allowedIps: string[]
+  createdBy: { type: 'user', id: string } | { type: 'admin' | 'system' }
+  revokedAt: string | null
+  rotatedFromId: string | null
+  rotatedToId: string | null
 }
 
 function iso (value: Date | null): string | null {
   return value === null ? null : value.toISOString()
 }
 
-export function toApiKey (row: ApiKeyRow): ApiKey {
-  return { id: row.id, name: row.name, prefix: row.prefix, createdAt: row.created_at.toISOString(), expiresAt: iso(row.expires_at), lastUsedAt: iso(row.last_used_at) }
-}
-
 export function isApiKeyActive (row: Pick<ApiKeyRow, 'revoked_at' | 'expires_at'>, now = new Date()): boolean {
   return row.revoked_at === null && (row.expires_at === null || row.expires_at > now)
 }
 
-/** The seed's field order: id, name, prefix, isActive, createdAt, expiresAt, lastUsedAt. */
-function toListedApiKey (row: ApiKeyRow, now: Date): ListedApiKey {
-  const { id, name, prefix, createdAt, expiresAt, lastUsedAt } = toApiKey(row)
-  return { id, name, prefix, isActive: isApiKeyActive(row, now), createdAt, expiresAt, lastUsedAt }
+function createdByOf (row: ApiKeyRow): ApiKey['createdBy'] {
+  if (row.created_by_type !== 'user') return { type: row.created_by_type }
+  // Every key a user creates records its user; a row without one was not made through the API.
+  return row.created_by === null ? { type: 'system' } : { type: 'user', id: row.created_by }
 }
 
-export async function insertApiKey (db: Kysely<Database>, row: { id: string, orgId: string, name: string, prefix: string, keyHash: string, createdBy: string, expiresAt: Date | null }): Promise<ApiKey> {
-  const inserted = await db.insertInto('api_keys').values({
-    id: row.id, org_id: row.orgId, name: row.name, prefix: row.prefix, key_hash: row.keyHash, created_by: row.createdBy, expires_at: row.expiresAt
-  }).returningAll().executeTakeFirstOrThrow()
-  return toApiKey(inserted)
+/** The seed's fields first, in its order (id, name, prefix, isActive, createdAt, expiresAt, lastUsedAt), then §9's. */
+export function toApiKey (row: ApiKeyRow, now = new Date()): ApiKey {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    isActive: isApiKeyActive(row, now),
+    createdAt: row.created_at.toISOString(),
+    expiresAt: iso(row.expires_at),
+    lastUsedAt: iso(row.last_used_at),
+    description: row.description,
+    scopes: row.scopes,
+    rateLimit: row.rate_limit_max === null || row.rate_limit_window_seconds === null
+      ? null
+      : { max: row.rate_limit_max, windowSeconds: row.rate_limit_window_seconds },
+    allowedIps: row.allowed_ips,
+    createdBy: createdByOf(row),
+    revokedAt: iso(row.revoked_at),
+    rotatedFromId: row.rotated_from_id,
+    rotatedToId: row.rotated_to_id
+  }
+}
+
+/** What an org admin sets on a key (§9), already checked and normalised. */
+export interface ApiKeySettings {
+  name: string
+  description: string | null
+  scopes: string[]
+  rateLimit: { max: number, windowSeconds: number } | null
+  allowedIps: string[]
+  expiresAt: Date | null
+}
+
+function settingsColumns (settings: Partial<ApiKeySettings>): ApiKeyUpdate {
+  return {
+    ...(settings.name !== undefined && { name: settings.name }),
+    ...(settings.description !== undefined && { description: settings.description }),
+    ...(settings.scopes !== undefined && { scopes: settings.scopes }),
+    ...(settings.rateLimit !== undefined && {
+      rate_limit_max: settings.rateLimit?.max ?? null,
+      rate_limit_window_seconds: settings.rateLimit?.windowSeconds ?? null
+    }),
+    ...(settings.allowedIps !== undefined && { allowed_ips: settings.allowedIps }),
+    ...(settings.expiresAt !== undefined && { expires_at: settings.expiresAt })
+  }
+}
+
+export async function insertApiKey (db: Kysely<Database>, row: ApiKeySettings & {
+  id: string
+  orgId: string
+  prefix: string
+  keyHash: string
+  createdBy: { type: 'user', id: string } | { type: 'admin' | 'system' }
+  rotatedFromId?: string
+}): Promise<ApiKeyRow> {
+  return await db.insertInto('api_keys').values({
+    id: row.id,
+    org_id: row.orgId,
+    prefix: row.prefix,
+    key_hash: row.keyHash,
+    created_by_type: row.createdBy.type,
+    created_by: row.createdBy.type === 'user' ? row.createdBy.id : null,
+    rotated_from_id: row.rotatedFromId ?? null,
+    ...settingsColumns(row)
+  } as NewApiKey).returningAll().executeTakeFirstOrThrow()
 }
 
 /** Newest first; revoked and expired keys stay listed as inactive. */
-export async function listApiKeys (db: Kysely<Database>, orgId: string): Promise<ListedApiKey[]> {
+export async function listApiKeys (db: Kysely<Database>, orgId: string): Promise<ApiKey[]> {
   const rows = await db.selectFrom('api_keys').selectAll().where('org_id', '=', orgId)
     .orderBy('created_at', 'desc').orderBy('id', 'desc').execute()
   const now = new Date()
-  return rows.map(row => toListedApiKey(row, now))
+  return rows.map(row => toApiKey(row, now))
 }
 
-/** 'revoked' when this call revoked it, 'already' when it was revoked before, 'missing' when the org has no such key. */
-/** revokedBy: the user who revoked it; null when the operator did (CLI), which the audit trail records as actor 'system'. */
-export async function revokeApiKey (db: Kysely<Database>, input: { orgId: string, keyId: string, revokedBy: string | null }): Promise<'revoked' | 'already' | 'missing'> {
+export async function findApiKey (db: Kysely<Database>, orgId: string, keyId: string): Promise<ApiKeyRow | undefined> {
+  return await db.selectFrom('api_keys').selectAll().where('id', '=', keyId).where('org_id', '=', orgId).executeTakeFirst()
+}
+
+/**
+ * The key, its row locked until the transaction ends: a change that checks the key's state
+ * (revoked? already rotated?) and then writes is not interleaved with another such change.
+ */
+export async function lockApiKey (trx: Kysely<Database>, orgId: string, keyId: string): Promise<ApiKeyRow | undefined> {
+  return await trx.selectFrom('api_keys').selectAll().where('id', '=', keyId).where('org_id', '=', orgId).forUpdate().executeTakeFirst()
+}
+
+export async function updateApiKeySettings (trx: Kysely<Database>, keyId: string, settings: Partial<ApiKeySettings>): Promise<ApiKeyRow> {
+  return await trx.updateTable('api_keys').set(settingsColumns(settings)).where('id', '=', keyId).returningAll().executeTakeFirstOrThrow()
+}
+
+/**
+ * The old key of a rotation: it names its successor, and lives on until `expiresAt`, or is
+ * revoked at once when `revokedAt` is given.
+ */
+export async function retireRotatedApiKey (trx: Kysely<Database>, input: { keyId: string, rotatedToId: string, expiresAt: Date | null, revokedAt: Date | null, revokedBy: string | null }): Promise<ApiKeyRow> {
+  return await trx.updateTable('api_keys').set({
+    rotated_to_id: input.rotatedToId,
+    expires_at: input.expiresAt,
+    ...(input.revokedAt !== null && { revoked_at: input.revokedAt, revoked_by: input.revokedBy })
+  }).where('id', '=', input.keyId).returningAll().executeTakeFirstOrThrow()
+}
+
+/**
+ * `revoked` with the key as it is now when this call revoked it, `already` when it was revoked
+ * before, `missing` when the org has no such key. revokedBy: the user who revoked it; null when
+ * the operator did (CLI), which the audit trail records as actor 'system'.
+ */
+export async function revokeApiKey (db: Kysely<Database>, input: { orgId: string, keyId: string, revokedBy: string | null }): Promise<{ outcome: 'revoked', row: ApiKeyRow } | { outcome: 'already' | 'missing' }> {
   const revoked = await db.updateTable('api_keys').set({ revoked_at: new Date(), revoked_by: input.revokedBy })
     .where('id', '=', input.keyId).where('org_id', '=', input.orgId).where('revoked_at', 'is', null)
-    .returning('id').executeTakeFirst()
-  if (revoked !== undefined) return 'revoked'
+    .returningAll().executeTakeFirst()
+  if (revoked !== undefined) return { outcome: 'revoked', row: revoked }
   const existing = await db.selectFrom('api_keys').select('id')
     .where('id', '=', input.keyId).where('org_id', '=', input.orgId).executeTakeFirst()
-  return existing === undefined ? 'missing' : 'already'
+  return { outcome: existing === undefined ? 'missing' : 'already' }
 }
 
 /** A key with its org's slug, for tools that are given only the key id (the operator CLI). */

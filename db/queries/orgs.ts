@@ -9,6 +9,8 @@ export interface Org {
   status: 'active' | 'suspended'
   appUrl: string | null
   createdAt: string
+  /** the org's budget per API key (§9), or null for the service default */
+  rateLimit: { max: number, windowSeconds: number } | null
 }
 
 export function toOrg (row: OrganizationRow): Org {
@@ -19,7 +21,10 @@ export function toOrg (row: OrganizationRow): Org {
     plan: row.plan,
     status: row.status,
     appUrl: row.app_url,
-    createdAt: row.created_at.toISOString()
+    createdAt: row.created_at.toISOString(),
+    rateLimit: row.rate_limit_max === null || row.rate_limit_window_seconds === null
+      ? null
+      : { max: row.rate_limit_max, windowSeconds: row.rate_limit_window_seconds }
   }
 }
 

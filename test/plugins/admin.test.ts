@@ -28,7 +28,8 @@ t.test('create, list and update orgs', async t => {
   t.match(org, { slug, name: 'Acme Inc.', plan: 'pro', status: 'active', appUrl: 'https://app.acme.test' })
   t.match(org.id, /^org_[0-9A-HJKMNP-TV-Z]{26}$/)
   t.match(org.createdAt, ISO)
-  t.same(Object.keys(org).sort(), ['appUrl', 'createdAt', 'id', 'name', 'plan', 'slug', 'status'])
+  t.same(Object.keys(org).sort(), ['appUrl', 'createdAt', 'id', 'name', 'plan', 'rateLimit', 'slug', 'status'], "§2's fields and the org's budget per key (§9)")
+  t.equal(org.rateLimit, null, 'a new org has the service default budget')
 
   const dup = await app.inject({ method: 'POST', url: '/api/v1/admin/orgs', headers: adminHeaders, payload: { slug, name: 'Other' } })
   t.equal(dup.statusCode, 409)

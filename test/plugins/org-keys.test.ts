@@ -1,22 +1,18 @@
 import { Writable } from 'node:stream'
 import { crc32 } from 'node:zlib'
 import t from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { build, createOrgWithMember, createUser, addMember, sessionToken, adminHeaders, type Fixture } from '../helper.ts'
+import { build, createUser, addMember, sessionToken, adminHeaders } from '../helper.ts'
+import { orgAdmin } from '../support/org-keys.ts'
 import { hashApiKey } from '../../src/api-key-format.ts'
 
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+// §9's full key object, the seed's fields first in its order, on every key response.
+const KEY_FIELDS = ['id', 'name', 'prefix', 'isActive', 'createdAt', 'expiresAt', 'lastUsedAt', 'description', 'scopes', 'rateLimit', 'allowedIps', 'createdBy', 'revokedAt', 'rotatedFromId', 'rotatedToId']
 const PEPPER = 'test-api-key-pepper-0123456789abcdef0123'
-
-async function adminOf (app: FastifyInstance, role: 'org_admin' | 'member' = 'org_admin'): Promise<Fixture & { headers: Record<string, string> }> {
-  const fixture = await createOrgWithMember(app, role)
-  const { token } = await sessionToken(app, { userId: fixture.user.id, orgId: fixture.org.id, slug: fixture.org.slug, role })
-  return { ...fixture, headers: { authorization: `Bearer ${token}`, 'x-org-slug': fixture.org.slug } }
-}
 
 t.test('POST /org/api-keys answers the seed page shape, with the key shown once', async t => {
   const app = await build(t)
-  const admin = await adminOf(app)
+  const admin = await orgAdmin(app)
   const res = await app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: admin.headers, payload: { name: 'Production backend' } })
   t.equal(res.statusCode, 201)
   const body = res.json()
@@ -26,13 +22,25 @@ t.test('POST /org/api-keys answers the seed page shape, with the key shown once'
   const { key, apiKey } = body.data
   t.match(key, /^pk_live_[0-9a-f]{64}$/)
   t.equal(key.slice(64), crc32(key.slice(0, 64)).toString(16).padStart(8, '0'), 'the last 8 hex are the CRC32 of the rest')
-  t.same(Object.keys(apiKey), ['id', 'name', 'prefix', 'createdAt', 'expiresAt', 'lastUsedAt'])
+  t.same(Object.keys(apiKey), KEY_FIELDS)
   t.match(apiKey.id, /^key_[0-9A-HJKMNP-TV-Z]{26}$/)
   t.equal(apiKey.name, 'Production backend')
   t.equal(apiKey.prefix, key.slice(0, 10))
   t.match(apiKey.createdAt, ISO)
   t.equal(apiKey.expiresAt, null)
   t.equal(apiKey.lastUsedAt, null)
+  t.same(apiKey, {
+    ...apiKey,
+    isActive: true,
+    description: null,
+    scopes: ['tokens:verify', 'users:read', 'org:read'],
+    rateLimit: null,
+    allowedIps: [],
+    createdBy: { type: 'user', id: admin.user.id },
+    revokedAt: null,
+    rotatedFromId: null,
+    rotatedToId: null
+  }, 'the defaults: every scope, the org budget, any address')
 
   const row = await app.db.selectFrom('api_keys').selectAll().where('id', '=', apiKey.id).executeTakeFirstOrThrow()
   t.equal(row.key_hash, hashApiKey(PEPPER, key), 'stored as HMAC-SHA256 under the pepper')
@@ -48,7 +56,7 @@ t.test('POST /org/api-keys answers the seed page shape, with the key shown once'
 
 t.test('name is trimmed, 1–100 characters; expiresAt must be a future ISO 8601 date-time', async t => {
   const app = await build(t)
-  const admin = await adminOf(app)
+  const admin = await orgAdmin(app)
   const post = (payload: unknown) => app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: admin.headers, payload: payload as object })
 
   const trimmed = await post({ name: '  Staging  ' })
@@ -85,16 +93,19 @@ t.test('name is trimmed, 1–100 characters; expiresAt must be a future ISO 8601
 
 t.test('only an active org_admin of the org may manage keys', async t => {
   const app = await build(t)
-  const admin = await adminOf(app)
+  const admin = await orgAdmin(app)
   const member = await createUser(app)
   await addMember(app, admin.org.slug, member.id, 'member')
   const { token: memberToken } = await sessionToken(app, { userId: member.id, orgId: admin.org.id, slug: admin.org.slug, role: 'member' })
-  const other = await adminOf(app)
+  const other = await orgAdmin(app)
 
   const routes = [
     { method: 'POST' as const, url: '/api/v1/org/api-keys', payload: { name: 'x' } },
     { method: 'GET' as const, url: '/api/v1/org/api-keys' },
-    { method: 'DELETE' as const, url: '/api/v1/org/api-keys/key_01JZ8Q4K7X3W5N2M9B6V1C0D8E' }
+    { method: 'DELETE' as const, url: '/api/v1/org/api-keys/key_01JZ8Q4K7X3W5N2M9B6V1C0D8E' },
+    { method: 'GET' as const, url: '/api/v1/org/api-keys/key_01JZ8Q4K7X3W5N2M9B6V1C0D8E' },
+    { method: 'PATCH' as const, url: '/api/v1/org/api-keys/key_01JZ8Q4K7X3W5N2M9B6V1C0D8E', payload: { name: 'x' } },
+    { method: 'POST' as const, url: '/api/v1/org/api-keys/key_01JZ8Q4K7X3W5N2M9B6V1C0D8E/rotate', payload: {} }
   ]
   for (const route of routes) {
     const noToken = await app.inject({ ...route, headers: { 'x-org-slug': admin.org.slug } })
@@ -115,7 +126,7 @@ t.test('only an active org_admin of the org may manage keys', async t => {
   const suspended = await app.inject({ method: 'GET', url: '/api/v1/org/api-keys', headers: admin.headers })
   t.equal(suspended.statusCode, 403, 'a suspended org_admin')
 
-  const suspendedOrg = await adminOf(app)
+  const suspendedOrg = await orgAdmin(app)
   await app.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${suspendedOrg.org.slug}`, headers: adminHeaders, payload: { status: 'suspended' } })
   const inSuspendedOrg = await app.inject({ method: 'GET', url: '/api/v1/org/api-keys', headers: suspendedOrg.headers })
   t.equal(inSuspendedOrg.statusCode, 403, 'a suspended org')
@@ -123,8 +134,8 @@ t.test('only an active org_admin of the org may manage keys', async t => {
 
 t.test('GET /org/api-keys lists the org keys newest first, revoked and expired ones inactive', async t => {
   const app = await build(t)
-  const admin = await adminOf(app)
-  const other = await adminOf(app)
+  const admin = await orgAdmin(app)
+  const other = await orgAdmin(app)
   const create = async (who: typeof admin, name: string) => (await app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: who.headers, payload: { name } })).json().data.apiKey
   const first = await create(admin, 'First')
   const second = await create(admin, 'Second')
@@ -138,17 +149,19 @@ t.test('GET /org/api-keys lists the org keys newest first, revoked and expired o
   const { apiKeys } = res.json().data
   t.same(apiKeys.map((k: { name: string }) => k.name), ['Third', 'Second', 'First'])
   for (const listed of apiKeys) {
-    t.same(Object.keys(listed), ['id', 'name', 'prefix', 'isActive', 'createdAt', 'expiresAt', 'lastUsedAt'])
+    t.same(Object.keys(listed), KEY_FIELDS)
   }
   t.same(apiKeys.map((k: { isActive: boolean }) => k.isActive), [true, false, false])
-  t.same(apiKeys[0], { ...third, isActive: true, createdAt: third.createdAt, expiresAt: null, lastUsedAt: null })
+  t.same(apiKeys[0], third, 'listed as created')
   t.match(apiKeys[1].expiresAt, ISO)
+  t.equal(apiKeys[1].revokedAt, null, 'expired, not revoked')
+  t.match(apiKeys[2].revokedAt, ISO, 'revoked')
 })
 
 t.test('DELETE /org/api-keys/:keyId revokes idempotently, only within the org, and is audited', async t => {
   const app = await build(t)
-  const admin = await adminOf(app)
-  const other = await adminOf(app)
+  const admin = await orgAdmin(app)
+  const other = await orgAdmin(app)
   const created = (await app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: admin.headers, payload: { name: 'To revoke' } })).json().data
   const keyId = created.apiKey.id
 
@@ -178,13 +191,19 @@ t.test('DELETE /org/api-keys/:keyId revokes idempotently, only within the org, a
     t.match(event, { org_id: admin.org.id, actor_type: 'user', actor_id: admin.user.id, target_type: 'api_key', target_id: keyId })
     t.notOk(JSON.stringify(event).includes(created.key.slice(10)), 'no secret in the audit trail')
   }
+  const hash = hashApiKey(PEPPER, created.key)
+  t.notOk(JSON.stringify(events).includes(hash), 'nor the key hash')
+  t.same(events[0].data, { apiKey: created.apiKey }, 'api_key.created holds the full key object as created')
+  const revokedKey = (await app.inject({ method: 'GET', url: `/api/v1/org/api-keys/${keyId}`, headers: admin.headers })).json().data.apiKey
+  t.same(events[1].data, { apiKey: revokedKey }, 'api_key.revoked holds the full key object as revoked')
+  t.match(revokedKey, { isActive: false, revokedAt: ISO })
 })
 
 t.test('the raw key never reaches a log line', async t => {
   let logs = ''
   const logStream = new Writable({ write (chunk, _encoding, done) { logs += String(chunk); done() } })
   const app = await build(t, { logLevel: 'trace' }, { logStream })
-  const admin = await adminOf(app)
+  const admin = await orgAdmin(app)
   const res = await app.inject({ method: 'POST', url: '/api/v1/org/api-keys', headers: admin.headers, payload: { name: 'Logged?' } })
   const { key } = res.json().data
   await app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-org-slug': admin.org.slug, 'x-api-key': key } })
