@@ -254,9 +254,16 @@ t.test('PATCH /admin/orgs/:slug sets and clears the org\'s budget per key; the o
     t.equal(res.statusCode, 400, JSON.stringify(rateLimit))
     t.match(res.json().message, message)
   }
+  const again = await patch({ rateLimit: { windowSeconds: 60, max: 1000 } })
+  t.equal(again.statusCode, 200, 'the same budget again, its fields in another order')
   const cleared = await patch({ rateLimit: null })
   t.equal(cleared.statusCode, 200)
   t.equal(cleared.json().data.org.rateLimit, null)
+  const events = await app.db.selectFrom('audit_events').select(['type', 'data']).where('org_id', '=', admin.org.id).where('type', '=', 'org.updated').orderBy('created_at').orderBy('id').execute()
+  t.same(events.map(event => event.data), [
+    { org: set.json().data.org, changes: ['rateLimit'] },
+    { org: cleared.json().data.org, changes: ['rateLimit'] }
+  ], 'org.updated for each change of the budget; none for the same budget sent again nor for the refused ones')
 
   const publicOrg = await app.inject({ method: 'GET', url: '/api/v1/org', headers: admin.headers })
   t.notOk('rateLimit' in publicOrg.json().data.org, 'members see §2\'s org, without the budget')
