@@ -61,7 +61,7 @@ const EnvSchema = Type.Object({
   }),
   REDIS_URL: text({ pattern: '^rediss?://' }, {
     description: 'a redis:// or rediss:// URL',
-    unset: 'off: rate limits and caches per process',
+    unset: 'off (rate limits and caches per process)',
     meaning: 'Redis: rate limits and revocations shared across instances'
   }),
   REDIS_PREFIX: text({ pattern: '^[A-Za-z0-9:_-]{1,64}$' }, {
@@ -140,7 +140,7 @@ const EnvSchema = Type.Object({
   }),
   SMTP_URL: text({ pattern: '^smtps?://' }, {
     description: 'an smtp:// or smtps:// URL, e.g. smtp://user:pass@host:587',
-    unset: 'no mail: invitation tokens are returned by the API instead',
+    unset: 'no mail (invitation tokens are returned by the API instead)',
     meaning: 'Mail server that sends invitations'
   }),
   MAIL_FROM: text({ minLength: 3, maxLength: 320 }, {
