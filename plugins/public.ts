@@ -10,6 +10,7 @@ import { idPattern } from '../src/ids.ts'
 import { NotFound } from '../src/errors.ts'
 
 const USER_ID = new RegExp(idPattern('usr'))
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 const serializeVerifyAnswer = fastJson(schemas.verifyAnswerSerialization)
 
 function keyOrg (request: FastifyRequest): Org {
@@ -52,7 +53,8 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
       : await cached(request, cache.principals, `${org.id}:${claims.sid}:${claims.sub}`,
         () => findLiveSessionPrincipal(app.db, { sessionId: claims.sid, userId: claims.sub, orgId: org.id }))
     // Only for the answer: an error thrown above is serialized as the envelope, not with this.
-    reply.serializer(serializeVerifyAnswer)
+    // A reply serializer skips Fastify's JSON content type, so the answer names its own.
+    reply.serializer(serializeVerifyAnswer).type(JSON_CONTENT_TYPE)
     request.tokenValid = principal !== null
     if (principal === null) return { valid: false as const }
     return {

@@ -80,6 +80,7 @@ const ERROR_DEFAULTS: Record<number, { description: string, example: ErrorExampl
   404: { description: 'No such resource', example: ['Organization not found', 'not_found'] },
   409: { description: 'Conflicts with the current state', example: ['Conflicts with the current state', 'conflict'] },
   413: { description: 'Body larger than the limit (16 KiB)', example: ['Request body is too large', 'payload_too_large'] },
+  414: { description: 'A path parameter is longer than any valid value', example: ['A path parameter is too long', 'uri_too_long'] },
   415: { description: 'Body is not application/json', example: ['Unsupported Content-Type: send application/json', 'unsupported_media_type'] },
   429: { description: 'Too many requests; see Retry-After', example: ['Too many requests; try again in 60 seconds', 'rate_limited'] },
   503: { description: 'A backing store does not answer; retry after a few seconds', example: ['Service temporarily unavailable: a backing store does not answer', 'unavailable'] }
@@ -109,6 +110,20 @@ export function errorResponse (status: number, ...examples: ErrorExample[]): Rec
       'x-examples': named
     })
   }
+}
+
+/**
+ * The errors Fastify itself may answer on an /api/v1 route before its handler runs, for the ones
+ * a route schema leaves out: a malformed or overlong path parameter (400, 414), a body that is
+ * not JSON, too large or of another type (400, 413, 415; any method but GET and HEAD parses a
+ * body), and a store that does not answer (503). The swagger plugin adds them to every route.
+ */
+export function frameworkErrors (route: { method: string | string[], url: string }): Record<number, TSchema> {
+  const statuses = [503]
+  if (route.url.includes(':')) statuses.push(400, 414)
+  const methods = [route.method].flat()
+  if (methods.some(method => method !== 'GET' && method !== 'HEAD')) statuses.push(400, 413, 415)
+  return errors(...statuses)
 }
 
 /** Error responses of a route with the default example of each status; override with errorResponse. */

@@ -13,6 +13,7 @@ import { insertSession } from '../db/queries/sessions.ts'
 import { migrations } from '../db/migrations/index.ts'
 import { newId } from '../src/ids.ts'
 import { captureLogStream, noteRequest, noteResponse, noteSecret } from './log-secrets.ts'
+import { assertKeepsContract, contractChecker, type ContractChecker } from './support/contract.ts'
 
 // Tests read the environment only to learn which real stores this run may use.
 export const DATABASE_URL = process.env.DATABASE_URL ?? null
@@ -138,24 +139,33 @@ export async function build (test: TestContext, overrides: Partial<Config> = {},
   const config = testConfig({ logLevel: TEST_LOG_LEVEL, ...overrides })
   for (const secret of [config.jwtSecret, config.apiKeyPepper, config.adminToken]) noteSecret(secret)
   const app = await buildApp(config, { database: handle, ...options, logStream: captureLogStream(options.logStream) })
-  watchSecrets(app)
   test.teardown(() => app.close())
   await app.ready()
+  watchResponses(app, contractChecker(app.swagger(), "the app's /docs/json"))
   return app
 }
 
-// Every request a test injects and every answer it gets pass by here, so the log check knows
-// each key, token, password and cookie the suite has seen.
-function watchSecrets (app: FastifyInstance): void {
+// Every request a test injects and every answer it gets pass by here: the log check learns each
+// key, token, password and cookie the suite has seen, and each answer is checked against the
+// app's own OpenAPI document (test/support/contract.ts), so a drift fails the test that saw it.
+function watchResponses (app: FastifyInstance, checker: ContractChecker): void {
   const inject = app.inject.bind(app)
-  app.inject = function injectNotingSecrets (options?: InjectOptions | string) {
-    if (typeof options !== 'object') return inject(options as string)
-    noteRequest(options as Parameters<typeof noteRequest>[0])
-    return inject(options).then(res => {
+  app.inject = function injectCheckingContract (options?: InjectOptions | string) {
+    if (options === undefined) throw new Error('test apps take inject(options): the chained form is not checked against the contract')
+    const request: InjectOptions = typeof options === 'string' ? { url: options } : options
+    noteRequest(request as Parameters<typeof noteRequest>[0])
+    return inject(request).then(res => {
       noteResponse({ headers: res.headers, body: res.body })
+      assertKeepsContract(checker, { method: request.method ?? 'GET', url: requestPath(request), status: res.statusCode, headers: res.headers, body: res.body })
       return res
     })
   } as FastifyInstance['inject']
+}
+
+function requestPath (request: InjectOptions): string {
+  const url = request.url ?? request.path
+  if (typeof url === 'string') return url
+  return url?.pathname ?? '/'
 }
 
 let counter = 0

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path'
 import { once } from 'node:events'
 import t from 'tap'
 import type { TestContext } from './helper.ts'
+import { request } from './reliability/support/http.ts'
 
 // The real entry point as a person starts it: the start-up summary, LOG_LEVEL, and pretty
 // lines on a terminal (a pseudo-terminal from util-linux `script`) but JSON anywhere else.
@@ -82,7 +83,7 @@ const jsonLines = (output: string): Array<Record<string, unknown>> =>
 
 t.test('without a terminal, logs are JSON lines after one readable start-up summary', async t => {
   const server = await start(t, { LOG_LEVEL: 'info' }, false)
-  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  t.equal((await request(`http://127.0.0.1:${server.port}`, { path: '/health' })).status, 200)
   await waitFor(() => server.output().includes('request completed'), server.output, server.child)
   const output = server.output()
   for (const line of ['API:       http://127.0.0.1:', 'Docs:      http://127.0.0.1:', 'Database:  embedded PGlite in', 'Redis:     off']) t.match(output, line)
@@ -92,7 +93,7 @@ t.test('without a terminal, logs are JSON lines after one readable start-up summ
 
 t.test('LOG_LEVEL=warn leaves out info lines', async t => {
   const server = await start(t, { LOG_LEVEL: 'warn' }, false)
-  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  t.equal((await request(`http://127.0.0.1:${server.port}`, { path: '/health' })).status, 200)
   server.child.kill('SIGTERM')
   await once(server.child, 'exit')
   const output = server.output()
@@ -102,7 +103,7 @@ t.test('LOG_LEVEL=warn leaves out info lines', async t => {
 
 t.test('on a terminal, logs are pretty lines, not JSON', { skip: existsSync('/usr/bin/script') ? false : 'util-linux `script` is not installed' }, async t => {
   const server = await start(t, { LOG_LEVEL: 'info' }, true)
-  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  t.equal((await request(`http://127.0.0.1:${server.port}`, { path: '/health' })).status, 200)
   await waitFor(() => server.output().includes('request completed'), server.output, server.child)
   const output = server.output()
   t.match(output, /\[\d\d:\d\d:\d\d\.\d{3}\] .*INFO.*request completed/, 'a time-stamped, levelled, readable line')
@@ -116,7 +117,7 @@ t.test('NODE_ENV=production on a terminal still logs JSON', { skip: existsSync('
     JWT_SECRET: 'production-jwt-secret-0123456789abcdef',
     API_KEY_PEPPER: 'production-pepper-0123456789abcdef0123'
   }, true)
-  t.equal((await fetch(`http://127.0.0.1:${server.port}/health`)).status, 200)
+  t.equal((await request(`http://127.0.0.1:${server.port}`, { path: '/health' })).status, 200)
   await waitFor(() => server.output().includes('request completed'), server.output, server.child)
   t.match(server.output(), '{"level":30', 'JSON lines')
 })

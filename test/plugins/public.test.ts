@@ -34,6 +34,7 @@ t.test('POST /public/verify: a valid token of this org → the full shape', asyn
   const { userId, token } = await memberToken(app, acme.org)
   const res = await verify(app, acme.headers, token)
   t.equal(res.statusCode, 200)
+  t.equal(res.headers['content-type'], 'application/json; charset=utf-8', 'the answer names its JSON content type')
   const body = res.json()
   t.same(Object.keys(body), ['status', 'data'])
   const { data } = body
@@ -81,6 +82,7 @@ t.test('POST /public/verify: every kind of bad token → 200 { valid: false }', 
   for (const [label, token] of bad) {
     const res = await verify(app, acme.headers, token)
     t.equal(res.statusCode, 200, label)
+    t.equal(res.headers['content-type'], 'application/json; charset=utf-8', label)
     t.same(res.json(), { status: 'success', data: { valid: false } }, label)
   }
   t.same((await verify(app, other.headers, good.token)).json().data, { valid: false }, "the other org's key cannot verify acme's token")

@@ -6,6 +6,7 @@ import { addMember, build, createApiKey, createOrgWithMember, createUser, sessio
 import { generateApiKey } from '../../src/api-key-format.ts'
 import { newId } from '../../src/ids.ts'
 import { operationsOf } from './support/fuzz.ts'
+import { request } from './support/http.ts'
 import { capturedLogLines, findLeaks } from '../log-secrets.ts'
 
 // What an attacker tries against a running service, each answered the way the contract says:
@@ -363,7 +364,7 @@ t.test('over a real socket: oversized headers → 431, slow headers and slow bod
   const bodyBound = requestTimeoutMs + Math.floor(headersTimeoutMs / 4) + 3000
   t.ok(slowBody.closedAfterMs <= bodyBound, `slow body: closed after ${slowBody.closedAfterMs} ms (bound ${bodyBound} ms)`)
 
-  const health = await fetch(`http://127.0.0.1:${port}/health`)
+  const health = await request(`http://127.0.0.1:${port}`, { path: '/health' })
   t.equal(health.status, 200, 'the server still serves')
   t.comment(`slow clients: slowloris headers closed after ${slowHeaders.closedAfterMs} ms, slow body after ${slowBody.closedAfterMs} ms`)
 })

@@ -1,5 +1,6 @@
 import http from 'node:http'
 import { noteRequest, noteResponse } from '../../log-secrets.ts'
+import { assertKeepsContract, committedContractChecker } from '../../support/contract.ts'
 
 export interface HttpResponse {
   status: number
@@ -18,7 +19,9 @@ export interface HttpRequest {
 
 /**
  * One HTTP request over a real socket. Transport failures (a reset, a refused connection)
- * reject with the socket error, so a test can tell them from an HTTP error status.
+ * reject with the socket error, so a test can tell them from an HTTP error status. The answer
+ * is checked against the committed OpenAPI document (test/support/contract.ts): the servers
+ * run in other processes, and openapi.test.ts keeps openapi.json equal to what they serve.
  */
 export function request (base: string, options: HttpRequest): Promise<HttpResponse> {
   const url = new URL(options.path, base)
@@ -37,6 +40,12 @@ export function request (base: string, options: HttpRequest): Promise<HttpRespon
       res.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8')
         noteResponse({ headers: res.headers, body })
+        try {
+          assertKeepsContract(committedContractChecker(), { method: options.method ?? 'GET', url: options.path, status: res.statusCode ?? 0, headers: res.headers, body })
+        } catch (error) {
+          reject(error)
+          return
+        }
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) })
       })
     })
