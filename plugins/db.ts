@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { Kysely } from 'kysely'
 import type { Database } from '../db/database.ts'
-import { createDatabase, migrateToLatest, type DatabaseHandle } from '../db/connect.ts'
+import { openDatabase, migrateToLatest, type DatabaseHandle } from '../db/connect.ts'
 import type { Config } from '../src/config.ts'
 
 declare module 'fastify' {
@@ -20,7 +20,7 @@ export interface DbPluginOptions {
 
 async function dbPlugin (app: FastifyInstance, { config, database }: DbPluginOptions): Promise<void> {
   const owned = database === undefined
-  const handle = database ?? createDatabase({
+  const handle = database ?? await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     onPoolError: error => app.log.warn({ err: error }, 'database connection lost')

@@ -80,9 +80,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(config.headersTimeoutMs / 4)))
     },
     return503OnClosing: true,
-    // Fastify gives each plugin 10 s to load; the embedded database's first start (initdb and the
-    // migrations) takes longer than that on a slow or busy machine, and the start-up then failed.
-    pluginTimeout: 120_000,
+    // A first embedded start makes the database (initdb, in a child process) and migrates it
+    // inside the db plugin: seconds on a quiet machine, minutes on a slow or crowded one, where
+    // Fastify's default of 10 s per plugin would abort the start.
+    pluginTimeout: 600_000,
     frameworkErrors,
     ajv: { customOptions: { removeAdditional: true, coerceTypes: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
