@@ -5,6 +5,7 @@ import { gitCommit, machineInfo, pinThisProcess } from './lib/machine.ts'
 import { startServer, type ServerProcess, type ServerStats } from './lib/ipc.ts'
 import { appendReport, renderReport, type RouteSummary } from './lib/report.ts'
 import { benchSettings, commandLine } from './lib/settings.ts'
+import { buildServer, measureMemory, type MemoryReport } from './lib/memory.ts'
 import { startApp, type BenchApp } from './lib/setup.ts'
 import { benchStores } from './lib/stores.ts'
 import { allTargets, selectTargets, type Target } from './lib/targets.ts'
@@ -12,7 +13,10 @@ import { allTargets, selectTargets, type Target } from './lib/targets.ts'
 const settings = benchSettings(process.env)
 const machine = machineInfo()
 const pinning = pinThisProcess()
+if (settings.memory) buildServer()
 const stores = await benchStores(process.env)
+// The memory measurement starts from an empty database of its own.
+const memoryStores = settings.memory ? await benchStores(process.env) : null
 const date = new Date()
 let bare: ServerProcess | undefined
 let app: BenchApp | undefined
@@ -72,6 +76,12 @@ try {
     }
   })
   const [appStats, bareStats] = await Promise.all([app.server.call<ServerStats>('stats'), bare.call<ServerStats>('stats')])
+  await Promise.allSettled([bare.stop(), app.server.stop()])
+  let memory: MemoryReport | null = null
+  if (memoryStores !== null) {
+    console.log('bench: memory of the compiled server (first start, load, restart)')
+    memory = await measureMemory(memoryStores, pinning.serverCpu, { ...settings, targets: process.env.BENCH_TARGETS })
+  }
   const report = {
     mode: stores.label + (settings.quick ? ' (quick)' : ''),
     shared: stores.env.DATABASE_URL !== undefined,
@@ -84,7 +94,8 @@ try {
     settings,
     skipped,
     routes,
-    peakRss: { app: appStats.maxRss, bare: bareStats.maxRss }
+    peakRss: { app: appStats.maxRss, bare: bareStats.maxRss },
+    memory
   }
   const file = fileURLToPath(new URL('RESULTS.md', import.meta.url))
   appendReport(file, report)
@@ -93,6 +104,7 @@ try {
 } finally {
   await Promise.allSettled([bare?.stop(), app?.server.stop()])
   await stores.drop()
+  await memoryStores?.drop()
 }
 
 /** Requests still in flight when autocannon stopped finish (and count their queries) before the next reading. */

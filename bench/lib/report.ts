@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import type { MachineInfo } from './machine.ts'
+import { renderMemory, type MemoryReport } from './memory.ts'
 
 export interface RouteSummary {
   key: string
@@ -30,6 +31,8 @@ export interface RunReport {
   skipped: string[]
   routes: RouteSummary[]
   peakRss: { app: number, bare: number }
+  /** the compiled server's memory; null when skipped (BENCH_MEMORY=0) */
+  memory: MemoryReport | null
 }
 
 const HEADER = `# Benchmark results
@@ -62,7 +65,8 @@ export function renderReport (report: RunReport): string {
   for (const r of report.routes) {
     lines.push(`| ${r.label} | ${int(r.rps)} | ${int(r.rpsMin)}–${int(r.rpsMax)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.bareLabel} | ${int(r.bareRps)} | ${r.bareP99.toFixed(0)} | ${ratio(r)}× | ${r.queriesPerRequest.toFixed(2)} | ${r.failures} |`)
   }
-  lines.push('', `Peak RSS: app ${mib(report.peakRss.app)}, bare server ${mib(report.peakRss.bare)}.`)
+  lines.push('', `Peak RSS: app ${mib(report.peakRss.app)} (app-server.ts under tsx), bare server ${mib(report.peakRss.bare)}.`)
+  if (report.memory !== null) lines.push('', ...renderMemory(report.memory, report.shared))
   const checks = targetChecks(report)
   if (checks.length > 0) lines.push('', `Issue 6 targets: ${checks.join('; ')}.`)
   return lines.join('\n') + '\n'

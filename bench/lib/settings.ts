@@ -8,6 +8,10 @@ export interface BenchSettings {
   warmupSeconds: number
   logLevel: string
   rateLimitMax: string
+  /** measure the compiled server's memory (BENCH_MEMORY=0 skips it, and the build it needs) */
+  memory: boolean
+  /** how long a started server sits idle before its memory is read */
+  idleSeconds: number
 }
 
 /** BENCH_QUICK=1 is the smoke run: 3 s × 1 round. Each figure can be set on its own. */
@@ -20,7 +24,9 @@ export function benchSettings (env: Record<string, string | undefined>): BenchSe
     rounds: positive(env, 'BENCH_ROUNDS', quick ? 1 : 5),
     warmupSeconds: positive(env, 'BENCH_WARMUP_SECONDS', quick ? 1 : 3),
     logLevel: logLevel(),
-    rateLimitMax: BENCH_RATE_LIMIT_MAX
+    rateLimitMax: BENCH_RATE_LIMIT_MAX,
+    memory: env.BENCH_MEMORY !== '0',
+    idleSeconds: positive(env, 'BENCH_IDLE_SECONDS', 5)
   }
 }
 
@@ -32,7 +38,7 @@ function positive (env: Record<string, string | undefined>, name: string, fallba
 }
 
 const SHOWN_VARIABLES = ['DATABASE_URL', 'REDIS_URL', 'BENCH_QUICK', 'BENCH_ROUNDS', 'BENCH_SECONDS', 'BENCH_CONNECTIONS',
-  'BENCH_WARMUP_SECONDS', 'BENCH_TARGETS', 'BENCH_LOG_LEVEL', 'BENCH_PIN', 'BENCH_DURATION', 'BENCH_TOP']
+  'BENCH_WARMUP_SECONDS', 'BENCH_TARGETS', 'BENCH_LOG_LEVEL', 'BENCH_PIN', 'BENCH_DURATION', 'BENCH_TOP', 'BENCH_MEMORY', 'BENCH_IDLE_SECONDS']
 
 /** The command line that reproduces this run, with any password in a URL masked. */
 export function commandLine (script: string, env: Record<string, string | undefined>): string {

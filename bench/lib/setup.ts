@@ -20,13 +20,12 @@ export interface BenchApp {
 }
 
 /** The real app in its own process, configured as in production, with its bench data made. */
-export async function startApp (stores: BenchStores, cpu: number | null, nodeArgs: string[] = []): Promise<BenchApp> {
+/** The app's environment: production, on 127.0.0.1, fresh secrets, the stores of this run. */
+export function appEnvironment (storesEnv: Record<string, string>): { environment: Record<string, string>, adminToken: string } {
   const adminToken = randomBytes(24).toString('base64url')
-  const server = await startServer({
-    file: 'app-server.ts',
-    cpu,
-    nodeArgs,
-    env: {
+  return {
+    adminToken,
+    environment: {
       NODE_ENV: 'production',
       HOST: '127.0.0.1',
       PORT: '0',
@@ -35,9 +34,14 @@ export async function startApp (stores: BenchStores, cpu: number | null, nodeArg
       API_KEY_PEPPER: randomBytes(32).toString('base64url'),
       ADMIN_TOKEN: adminToken,
       RATE_LIMIT_MAX: BENCH_RATE_LIMIT_MAX,
-      ...stores.env
+      ...storesEnv
     }
-  })
+  }
+}
+
+export async function startApp (stores: BenchStores, cpu: number | null, nodeArgs: string[] = []): Promise<BenchApp> {
+  const { environment, adminToken } = appEnvironment(stores.env)
+  const server = await startServer({ file: 'app-server.ts', cpu, nodeArgs, env: environment })
   try {
     const base = `http://127.0.0.1:${server.port}`
     const http = fetchClient(base)
