@@ -149,6 +149,47 @@ export interface WebhookDeliveriesTable {
   created_at: Timestamp
 }
 
+export interface InvitesTable {
+  id: string
+  org_id: string
+  /** as invited, trimmed and lower-cased */
+  email: string
+  role: 'org_admin' | 'member'
+  /** 'pending' until accepted or revoked; 'expired' once the email is invited again after it lapsed */
+  status: Generated<'pending' | 'accepted' | 'revoked' | 'expired'>
+  /** SHA-256 hex of the current token; a resend replaces it */
+  token_hash: string
+  /** how the current token was delivered: by mail, or in the API answer (no mailer) */
+  delivery: 'email' | 'api'
+  invited_by: string
+  expires_at: Timestamp
+  created_at: Timestamp
+  updated_at: Timestamp
+  accepted_at: NullableTimestamp
+  accepted_by: string | null
+  revoked_at: NullableTimestamp
+  revoked_by: string | null
+}
+
+/** The outbox of invitation mail; the worker's columns are those src/outbox-worker.ts names. */
+export interface MailOutboxTable {
+  id: string
+  org_id: string
+  invite_id: string
+  recipient: string
+  /** the invitation token, sealed (AES-256-GCM); null once the row is no longer pending */
+  sealed_token: string | null
+  status: Generated<'pending' | 'succeeded' | 'failed' | 'cancelled'>
+  attempts: Generated<number>
+  next_attempt_at: Timestamp
+  lease_id: string | null
+  leased_until: NullableTimestamp
+  last_attempt_at: NullableTimestamp
+  last_error: string | null
+  created_at: Timestamp
+  sent_at: NullableTimestamp
+}
+
 export interface Database {
   organizations: OrganizationsTable
   users: UsersTable
@@ -160,6 +201,8 @@ export interface Database {
   api_key_usage: ApiKeyUsageTable
   webhooks: WebhooksTable
   webhook_deliveries: WebhookDeliveriesTable
+  invites: InvitesTable
+  mail_outbox: MailOutboxTable
 }
 
 export type OrganizationRow = Selectable<OrganizationsTable>
@@ -173,3 +216,5 @@ export type WebhookRow = Selectable<WebhooksTable>
 export type WebhookDeliveryRow = Selectable<WebhookDeliveriesTable>
 export type NewApiKey = Insertable<ApiKeysTable>
 export type ApiKeyUpdate = Updateable<ApiKeysTable>
+export type InviteRow = Selectable<InvitesTable>
+export type MailOutboxRow = Selectable<MailOutboxTable>

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Kysely } from 'kysely'
+import type { Database } from '../db/database.ts'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import type { Config } from '../src/config.ts'
@@ -25,10 +27,11 @@ function newRefreshToken (): string {
   return randomBytes(32).toString('base64url')
 }
 
-/** Routes /auth/*: login, refresh with rotation, logout, me. */
-const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
-  app.addHook('onRequest', app.requireOrg)
-
+/**
+ * How a session is started and its tokens handed out: login's answer and cookies. Shared by
+ * login, refresh and accept-invite (§12 "the same shape and cookies as login").
+ */
+export function sessionTokens (app: FastifyInstance, config: Config) {
   const cookieOptions: CookieSerializeOptions = { httpOnly: true, secure: config.cookieSecure, sameSite: 'lax', path: '/' }
 
   async function issueTokens (reply: FastifyReply, input: { sessionId: string, sessionExpiresAt: Date, orgId: string, slug: string, principal: SessionPrincipal }, trx = app.db) {
@@ -41,6 +44,28 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     reply.setCookie('refresh_token', refreshToken, { ...cookieOptions, maxAge: Math.floor((refreshExpiresAt.getTime() - Date.now()) / 1000) })
     return { accessToken, refreshToken, user, membership: { role: membership.role, status: membership.status } }
   }
+
+  /** A new session of the principal in the org, in the caller's transaction, recorded as user.login; answers as login does. */
+  async function startSession (trx: Kysely<Database>, reply: FastifyReply, request: FastifyRequest, input: { org: { id: string, slug: string }, principal: SessionPrincipal }) {
+    const sessionId = newId('ses')
+    const sessionExpiresAt = new Date(Date.now() + SESSION_MAX_AGE_SECONDS * 1000)
+    const userAgent = request.headers['user-agent']?.slice(0, 512) ?? null
+    const { user } = input.principal
+    await insertSession(trx, { id: sessionId, orgId: input.org.id, userId: user.id, expiresAt: sessionExpiresAt, ip: request.ip, userAgent })
+    const who = { id: user.id, email: user.email }
+    await recordEvent(trx, { type: 'user.login', orgId: input.org.id, actor: userActor(who), target: { type: 'user', id: user.id }, data: { user: who, sessionId, userAgent }, ip: request.ip })
+    const body = await issueTokens(reply, { sessionId, sessionExpiresAt, orgId: input.org.id, slug: input.org.slug, principal: input.principal }, trx)
+    return { sessionId, body }
+  }
+
+  return { cookieOptions, issueTokens, startSession }
+}
+
+/** Routes /auth/*: login, refresh with rotation, logout, me. */
+const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
+  app.addHook('onRequest', app.requireOrg)
+
+  const { cookieOptions, issueTokens, startSession } = sessionTokens(app, config)
 
   function refreshTokenFrom (request: FastifyRequest): string | null {
     const fromBody = (request.body as { refreshToken?: unknown } | undefined)?.refreshToken
@@ -88,19 +113,11 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     if (membership === undefined) throw new Forbidden('You are not a member of this organization')
     if (membership.status !== 'active') throw new Forbidden('Your membership in this organization is not active')
 
-    const sessionId = newId('ses')
-    const sessionExpiresAt = new Date(Date.now() + SESSION_MAX_AGE_SECONDS * 1000)
     const principal: SessionPrincipal = {
       user: { id: user.id, name: user.name, email: user.email, role: user.role, isEmailVerified: user.is_email_verified },
       membership: { role: membership.role, status: membership.status, joinedAt: membership.joined_at.toISOString() }
     }
-    const userAgent = request.headers['user-agent']?.slice(0, 512) ?? null
-    const body = await app.db.transaction().execute(async trx => {
-      await insertSession(trx, { id: sessionId, orgId: org.id, userId: user.id, expiresAt: sessionExpiresAt, ip: request.ip, userAgent })
-      const who = { id: user.id, email: user.email }
-      await recordEvent(trx, { type: 'user.login', orgId: org.id, actor: userActor(who), target: { type: 'user', id: user.id }, data: { user: who, sessionId, userAgent }, ip: request.ip })
-      return await issueTokens(reply, { sessionId, sessionExpiresAt, orgId: org.id, slug: org.slug, principal }, trx)
-    })
+    const { sessionId, body } = await app.db.transaction().execute(trx => startSession(trx, reply, request, { org, principal }))
     request.log.info({ userId: user.id, orgId: org.id, sessionId }, 'user logged in')
     return body
   })

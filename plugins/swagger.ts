@@ -34,6 +34,7 @@ async function swaggerPlugin (app: FastifyInstance): Promise<void> {
         { name: 'API keys', description: 'Create, list and revoke org API keys (org_admin only).' },
         { name: 'Auth', description: 'Login, refresh, logout, current user.' },
         { name: 'Org', description: 'The organization and its members.' },
+        { name: 'Invitations', description: 'Org admins invite colleagues by email; the invitee accepts and is logged in.' },
         { name: 'Admin', description: 'Platform operator API, authenticated by `ADMIN_TOKEN`.' },
         { name: 'Operations', description: 'Liveness, readiness and Prometheus metrics.' }
       ],

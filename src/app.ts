@@ -28,6 +28,7 @@ import org from '../plugins/org.ts'
 import { orgAuditEvents } from '../plugins/events/routes.ts'
 import secretScanning from '../plugins/secret-scanning.ts'
 import keyUsage, { keyUsageRoutes } from '../plugins/key-usage.ts'
+import invites from '../plugins/invites/index.ts'
 
 export interface BuildOptions {
   /** an already migrated database owned by the caller; otherwise one is opened from config */
@@ -163,4 +164,5 @@ const withUserSessions: FastifyPluginAsyncTypebox<{ config: Config }> = async (a
   await app.register(keyUsageRoutes, { prefix: '/org' })
   await app.register(org, { prefix: '/org' })
   await app.register(orgAuditEvents, { prefix: '/org' })
+  await app.register(invites, { config })
 }

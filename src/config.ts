@@ -148,6 +148,11 @@ const EnvSchema = Type.Object({
     default: 'tenantkey <no-reply@localhost>',
     meaning: 'From address of invitation mail'
   }),
+  MAIL_RETRY_SCHEDULE: text({ minLength: 1 }, {
+    description: '1 to 20 comma-separated delays, each 0, milliseconds or a number with a unit (5m), at most 24.8 days',
+    default: '0,1m,5m,30m,2h,6h,12h,24h,24h,24h',
+    meaning: 'The delay before each attempt to send an invitation mail (the first, then after each failure; about four of the invitation\'s seven days). After the last failure the mail is given up: resend the invitation'
+  }),
   INVITE_URL: text({ pattern: '^https?://' }, {
     description: 'an http:// or https:// URL',
     unset: 'the org\'s `appUrl` + `/accept-invite`',
@@ -221,6 +226,8 @@ export interface Config {
   mailFrom: string
   /** null: the org's appUrl + /accept-invite */
   inviteUrl: string | null
+  /** the delay before each attempt to send an invitation mail, the first usually 0 */
+  mailRetryScheduleMs: number[]
   webhookTimeoutMs: number
   /** the delay before each attempt of a webhook delivery, the first usually 0 */
   webhookRetryScheduleMs: number[]
@@ -305,6 +312,8 @@ export function loadConfig (environment: Record<string, string | undefined>): Lo
   const webhookTimeoutMs = msOf('WEBHOOK_TIMEOUT', env.WEBHOOK_TIMEOUT, MAX_TIMER_MS)
   const webhookRetryScheduleMs = retrySchedule(env.WEBHOOK_RETRY_SCHEDULE)
   if (webhookRetryScheduleMs === undefined) bad('WEBHOOK_RETRY_SCHEDULE')
+  const mailRetryScheduleMs = retrySchedule(env.MAIL_RETRY_SCHEDULE)
+  if (mailRetryScheduleMs === undefined) bad('MAIL_RETRY_SCHEDULE')
   if (nodeEnv === 'production') {
     for (const name of ['JWT_SECRET', 'API_KEY_PEPPER'] as const) {
       const state = environment[name] === undefined ? 'unset' : environment[name] === '' ? 'empty' : null
@@ -365,6 +374,7 @@ export function loadConfig (environment: Record<string, string | undefined>): Lo
       smtpUrl: env.SMTP_URL ?? null,
       mailFrom: env.MAIL_FROM,
       inviteUrl: env.INVITE_URL ?? null,
+      mailRetryScheduleMs: mailRetryScheduleMs ?? [],
       webhookTimeoutMs,
       webhookRetryScheduleMs: webhookRetryScheduleMs ?? [],
       webhookAllowPrivate: env.WEBHOOK_ALLOW_PRIVATE === 'true',

@@ -4,6 +4,8 @@ import createError from '@fastify/error'
 // error handler renders as `{ status: "error", message, code }`. `%s` takes a detail.
 export const ValidationFailed = createError('validation_failed', '%s', 400)
 export const BadRequest = createError('bad_request', '%s', 400)
+// One answer for every unusable invitation token (unknown, expired, revoked, used, superseded, another org's).
+export const InvalidInvite = createError('invalid_invite', 'Invalid or expired invitation', 400)
 export const Unauthorized = createError('unauthorized', '%s', 401)
 export const InvalidApiKey = createError('invalid_api_key', 'Invalid API key', 401)
 export const InvalidCredentials = createError('invalid_credentials', 'Invalid email or password', 401)

@@ -1,6 +1,6 @@
 import { monotonicFactory } from 'ulid'
 
-export type IdPrefix = 'usr' | 'org' | 'mem' | 'key' | 'ses' | 'evt' | 'inv' | 'wh' | 'del'
+export type IdPrefix = 'usr' | 'org' | 'mem' | 'key' | 'ses' | 'evt' | 'inv' | 'wh' | 'del' | 'mail'
 
 const nextUlid = monotonicFactory()
 

@@ -54,6 +54,7 @@ export function testConfig (overrides: Partial<Config> = {}): Config {
     smtpUrl: null,
     mailFrom: 'tenantkey <no-reply@tenantkey.test>',
     inviteUrl: null,
+    mailRetryScheduleMs: [0, 60_000, 300_000, 1_800_000],
     webhookTimeoutMs: 10_000,
     webhookRetryScheduleMs: [0, 60_000, 300_000, 1_800_000],
     webhookAllowPrivate: true,

@@ -4,6 +4,7 @@ import * as auditLog from './20261130T1000_audit_log.ts'
 import * as apiKeySettings from './20261130T1010_api_key_settings.ts'
 import * as auditIndexes from './20261130T1100_audit_indexes.ts'
 import * as webhooks from './20261130T1200_webhooks.ts'
+import * as invites from './20261130T1300_invites.ts'
 import * as apiKeyUsage from './20261130T1400_api_key_usage.ts'
 
 // Listed statically so migrations load the same under tsx, tests and any bundler.
@@ -14,6 +15,7 @@ export const migrations: Record<string, Migration> = {
   '20261130T1010_api_key_settings': apiKeySettings,
   '20261130T1100_audit_indexes': auditIndexes,
   '20261130T1200_webhooks': webhooks,
+  '20261130T1300_invites': invites,
   '20261130T1400_api_key_usage': apiKeyUsage
 }
 

@@ -40,3 +40,15 @@ export async function updateUserPassword (db: Kysely<Database>, id: string, pass
     .where('id', '=', id).executeTakeFirst()
   return result.numUpdatedRows > 0n
 }
+
+/**
+ * The account an accepted invitation creates; when the email got an account since the caller
+ * looked (ON CONFLICT waits for a concurrent insert to commit), that account instead.
+ */
+export async function insertUserFromInvite (trx: Kysely<Database>, row: { id: string, email: string, name: string, passwordHash: string, isEmailVerified: boolean }): Promise<UserRow> {
+  const inserted = await trx.insertInto('users')
+    .values({ id: row.id, email: row.email, name: row.name, password_hash: row.passwordHash, is_email_verified: row.isEmailVerified })
+    .onConflict(oc => oc.expression(sql`lower(email)`).doNothing())
+    .returningAll().executeTakeFirst()
+  return inserted ?? await findUserByEmail(trx, row.email) as UserRow
+}
