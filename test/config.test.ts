@@ -111,6 +111,8 @@ t.test('a bad value is told the bound it broke', async t => {
   t.match(message({ REDIS_PREFIX: 'x'.repeat(65) }), '1 to 64 letters')
   t.match(message({ MAIL_FROM: 'x'.repeat(321) }), 'an address of 3 to 320 characters')
   t.match(message({ WEBHOOK_RETRY_SCHEDULE: Array(21).fill('1s').join(',') }), '1 to 20 comma-separated delays')
+  t.match(message({ MAIL_RETRY_SCHEDULE: '0,soon' }), 'MAIL_RETRY_SCHEDULE="0,soon": expected 1 to 20 comma-separated delays')
+  t.same(loadConfig({ DATA_DIR: 'memory://', JWT_SECRET: strong, API_KEY_PEPPER: strong, ADMIN_TOKEN: strong, MAIL_RETRY_SCHEDULE: '0, 30s,2h' }).config.mailRetryScheduleMs, [0, 30_000, 7_200_000])
 })
 
 t.test('an error never shows the password of a URL', async t => {

@@ -54,7 +54,7 @@ t.test('bad invitations are 400 naming the field; other members, anonymous calle
   for (const [payload, message] of [
     [{ email: 'not-an-email' }, 'body.email must match format "email"'],
     [{}, 'body.email is required'],
-    [{ email: uniqueEmail(), role: 'owner' }, 'body.role must be equal to one of the allowed values']
+    [{ email: uniqueEmail(), role: 'owner' }, 'body.role must be one of: org_admin, member']
   ] as const) {
     const res = await asAdmin(app, fixture).invite(payload)
     t.equal(res.statusCode, 400, JSON.stringify(payload))
