@@ -26,6 +26,7 @@ import orgKeys from '../plugins/org-keys.ts'
 import publicRoutes from '../plugins/public.ts'
 import org from '../plugins/org.ts'
 import { orgAuditEvents } from '../plugins/events/routes.ts'
+import auditRetention from '../plugins/events/retention.ts'
 import secretScanning from '../plugins/secret-scanning.ts'
 import keyUsage, { keyUsageRoutes } from '../plugins/key-usage.ts'
 import invites from '../plugins/invites/index.ts'
@@ -119,6 +120,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(orgSlug)
   await app.register(authJwt, { config })
   await app.register(keyUsage)
+  await app.register(auditRetention, { config })
   await app.register(publicCache, { config })
   await app.register(apiKey, { config })
   await app.register(rateLimit, { config })

@@ -1,9 +1,8 @@
 import t from 'tap'
-import { sql } from 'kysely'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { addMember, adminHeaders, build, createOrgWithMember, createUser, sessionToken, uniqueSlug } from '../helper.ts'
 import { ID, ISO } from '../auth-helpers.ts'
-import { newId } from '../../src/ids.ts'
+import { seedEvents as seed, type SeedOptions } from '../support/audit-events.ts'
 
 // GET /org/audit-events and GET /admin/audit-events (§10): the event shape, the filters, and
 // paging by cursor that never skips nor repeats an event, also while events are written.
@@ -38,16 +37,7 @@ async function pageThrough (get: (query: string) => Promise<LightMyRequestRespon
   throw new Error('paging did not end')
 }
 
-/** `count` events of one org written straight into the table, `step` apart going back from now (ties when step is 0). */
-async function seedEvents (app: FastifyInstance, orgId: string, count: number, options: { type?: string, step?: string, actorId?: string | null } = {}): Promise<void> {
-  const { type = 'member.updated', step = '1 millisecond', actorId = null } = options
-  const seed = newId('evt').slice(4, 20)
-  await sql`
-    insert into audit_events (id, org_id, type, actor_type, actor_id, actor_email, target_type, target_id, data, ip, created_at)
-    select 'evt_' || ${seed} || lpad(upper(to_hex(n)), 10, '0'), ${orgId}, ${type}, 'system', ${actorId}, null, 'user',
-           'usr_' || ${seed} || lpad(upper(to_hex(n)), 10, '0'), '{}'::jsonb, null, date_trunc('second', now()) - (n * ${step}::interval)
-    from generate_series(1, ${count}) as n`.execute(app.db)
-}
+const seedEvents = (app: FastifyInstance, orgId: string, count: number, options?: SeedOptions) => seed(app.db, orgId, count, options)
 
 t.test('an event has exactly the shape of §10; an org_admin sees only their org\'s events, newest first', async t => {
   const app = await build(t)
