@@ -12,7 +12,7 @@ import { createDatabase, migrateToLatest, type DatabaseHandle } from '../db/conn
 import { insertSession } from '../db/queries/sessions.ts'
 import { migrations } from '../db/migrations/index.ts'
 import { newId } from '../src/ids.ts'
-import { captureLogStream, noteRequest, noteResponse, noteSecret } from './log-secrets.ts'
+import { captureLogStream, checkStoredEventsAtEnd, noteRequest, noteResponse, noteSecret } from './log-secrets.ts'
 import { assertKeepsContract, contractChecker, type ContractChecker } from './support/contract.ts'
 
 // Tests read the environment only to learn which real stores this run may use.
@@ -73,6 +73,12 @@ let shared: Promise<{ handle: DatabaseHandle, url: string | null }> | undefined
 export function sharedDatabase (): Promise<{ handle: DatabaseHandle, url: string | null }> {
   shared ??= (async () => {
     let url: string | null = null
+    // No audit event the tests caused may hold a secret they handled. tap runs teardowns last in,
+    // first out, and skips the rest once one fails: the events are read by the teardown that closes
+    // the database, and checked by this one, registered first so it runs last, after the close and
+    // the drop (a failing check must not leave the database open and the process hanging).
+    let storedEvents: object[] = []
+    checkStoredEventsAtEnd(() => storedEvents)
     if (DATABASE_URL !== null) {
       const name = `tk_test_${runId}`
       const admin = new pg.Client({ connectionString: DATABASE_URL })
@@ -93,7 +99,13 @@ export function sharedDatabase (): Promise<{ handle: DatabaseHandle, url: string
       ? await embeddedFromTemplate()
       : createDatabase({ databaseUrl: url, dataDir: 'memory://' })
     await migrateToLatest(handle.db)
-    t.teardown(() => handle.close())
+    t.teardown(async () => {
+      try {
+        storedEvents = await handle.db.selectFrom('audit_events').selectAll().execute()
+      } finally {
+        await handle.close()
+      }
+    })
     if (REDIS_URL !== null) t.teardown(() => deleteRedisKeys(`tk-test-${runId}:`))
     return { handle, url }
   })()

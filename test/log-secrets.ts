@@ -82,7 +82,10 @@ function noteCookies (header: unknown): void {
   }
 }
 
-function noteBodySecrets (body: unknown): void {
+/** Fields that hold a credential wherever they appear in a body: a password, a token, a key, a webhook or invite secret. */
+const SECRET_FIELDS = ['password', 'token', 'refreshToken', 'accessToken', 'key', 'secret']
+
+function noteBodySecrets (body: unknown, depth = 0): void {
   let parsed = body
   if (typeof body === 'string' || Buffer.isBuffer(body)) {
     try {
@@ -91,10 +94,11 @@ function noteBodySecrets (body: unknown): void {
       return
     }
   }
-  if (typeof parsed !== 'object' || parsed === null) return
+  if (typeof parsed !== 'object' || parsed === null || depth > 4) return
   const record = parsed as Record<string, unknown>
-  for (const field of ['password', 'token', 'refreshToken', 'accessToken', 'key']) noteSecret(record[field])
-  if (typeof record.data === 'object' && record.data !== null) noteBodySecrets(record.data)
+  for (const field of SECRET_FIELDS) noteSecret(record[field])
+  // Nested objects too (`data.webhook.secret`, `data.invite.token`), a few levels deep.
+  for (const value of Object.values(record)) if (typeof value === 'object' && value !== null) noteBodySecrets(value, depth + 1)
 }
 
 /** A request a test sends: its credentials (headers, cookies, body fields) are secrets; its URL is not. */
@@ -116,6 +120,27 @@ export function noteResponse (response: { headers: Record<string, unknown>, body
 }
 
 let checking = false
+
+/**
+ * Stored audit events (§10) must hold no secret either: each row, as JSON, is searched like a log
+ * line, for the secrets the tests handled and for anything shaped like a live key or token.
+ */
+export function findEventLeaks (rows: readonly object[]): Leak[] {
+  return findLeaks(rows.map(row => JSON.stringify(row)), secrets, urls.join('\n'))
+}
+
+/** When this process's tests end, take every stored audit event and fail the run if one holds a secret. */
+export function checkStoredEventsAtEnd (storedEvents: () => object[]): void {
+  t.teardown(() => {
+    const rows = storedEvents()
+    const leaks = findEventLeaks(rows)
+    t.comment(`audit secrets: ${rows.length} stored events, ${secrets.size} secrets checked, ${leaks.length} leaks`)
+    if (leaks.length > 0) {
+      const shown = leaks.slice(0, 5).map(({ secret, line }) => `  ${secret.slice(0, 12)}… in ${line.slice(0, 300)}`).join('\n')
+      throw new Error(`${leaks.length} stored audit event(s) contain a secret:\n${shown}`)
+    }
+  })
+}
 
 /** Keep a log line, and check all kept lines when this process's tests end. */
 export function captureLogLine (line: string): void {
