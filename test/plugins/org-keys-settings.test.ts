@@ -1,6 +1,5 @@
 import t from 'tap'
 import { build, adminHeaders } from '../helper.ts'
-import { ISO } from '../auth-helpers.ts'
 import { createdKey, keyEvents, keyRoutes, orgAdmin } from '../support/org-keys.ts'
 
 // §9: a key's description, scopes, budget and allowlist; GET and PATCH /org/api-keys/:keyId.
