@@ -1,5 +1,5 @@
 import { Type, type TSchema } from '@sinclair/typebox'
-import { ActiveStatus, Email, Id, OrgRole, OrgSlugHeader, PublicUser, Success, Timestamp, errorResponse, errors, withSuccessExample, type ErrorExample } from './common.ts'
+import { ActiveStatus, Email, Id, OrgRole, OrgSlugHeader, PublicUser, Success, Timestamp, errorResponse, errors, withSuccessExample, type ErrorExample, NoAuth } from './common.ts'
 
 const tags = ['Invitations']
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
@@ -152,6 +152,7 @@ const EXAMPLE_REFRESH_TOKEN = 'q3Jk9c0hVx2bT8sLw1mNf5aYp7eRu4iOz6gD0kHjC2E'
 
 export const acceptInvite = {
   tags,
+  security: NoAuth,
   operationId: 'acceptInvite',
   summary: 'Accept an invitation',
   description: 'Spends an invitation token of the organization named by `X-Org-Slug` and logs the invitee in: the answer and the cookies ' +
