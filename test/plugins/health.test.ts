@@ -1,5 +1,5 @@
 import t from 'tap'
-import { build } from '../helper.ts'
+import { build, REDIS_URL } from '../helper.ts'
 import { createDatabase } from '../../db/connect.ts'
 
 t.test('/health answers 200 without touching a dependency', async t => {
@@ -13,7 +13,29 @@ t.test('/ready answers 200 when the database answers', async t => {
   const app = await build(t)
   const res = await app.inject({ method: 'GET', url: '/ready' })
   t.equal(res.statusCode, 200)
-  t.equal(res.json().database, 'up')
+  t.same(res.json(), { status: 'ok', database: 'up', redis: REDIS_URL === null ? 'off' : 'up' })
+})
+
+t.test('/ready without REDIS_URL: 200 with redis "off"', async t => {
+  const app = await build(t, { redisUrl: null })
+  const res = await app.inject({ method: 'GET', url: '/ready' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ok', database: 'up', redis: 'off' })
+})
+
+t.test('/ready with Redis down stays 200 (redis "down"): every route works without Redis (§8)', async t => {
+  // A Redis URL where nothing listens: every command fails at once.
+  const app = await build(t, { redisUrl: 'redis://127.0.0.1:1' })
+  const res = await app.inject({ method: 'GET', url: '/ready' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ok', database: 'up', redis: 'down' })
+})
+
+t.test('/ready with Redis up: 200 with redis "up"', { skip: REDIS_URL === null && 'needs REDIS_URL' }, async t => {
+  const app = await build(t, { redisUrl: REDIS_URL })
+  const res = await app.inject({ method: 'GET', url: '/ready' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ok', database: 'up', redis: 'up' })
 })
 
 t.test('/ready answers 503 when the database does not, and /health stays 200', async t => {
