@@ -28,7 +28,21 @@ export const Slug = Type.String({
   description: 'URL-safe organization identifier: lowercase letters, digits and hyphens, 3–48 characters',
   examples: ['acme']
 })
-export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Email address (unique, case-insensitive)', examples: ['ada@acme.test'] })
+/**
+ * The one rule for an email address, for the API's schemas and the operator CLI alike (the CLI
+ * checks values against these same schemas): ASCII dot-atoms before the @ (no leading, trailing
+ * or doubled dot), DNS labels after it. `format: 'email'` alone left the rule to each validator:
+ * the CLI's looser one created admins (`josé@acme.test`, `a..b@acme.test`) who could never log in.
+ * Labels are bounded (≤ 63 characters), so the pattern cannot backtrack badly.
+ */
+const EMAIL_ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+const DNS_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+export const EMAIL_PATTERN = `^${EMAIL_ATOM}(?:\\.${EMAIL_ATOM})*@(?:${DNS_LABEL}\\.)+${DNS_LABEL}$`
+const emailRegExp = new RegExp(EMAIL_PATTERN, 'u')
+export function isEmail (value: string): boolean {
+  return value.length <= 254 && emailRegExp.test(value)
+}
+export const Email = Type.String({ format: 'email', pattern: EMAIL_PATTERN, maxLength: 254, description: 'Email address (unique, case-insensitive)', examples: ['ada@acme.test'] })
 export const OrgRole = StringEnum(['org_admin', 'member'], { description: 'Role in the organization' })
 export const ActiveStatus = StringEnum(['active', 'suspended'], { description: 'active or suspended' })
 

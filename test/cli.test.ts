@@ -11,7 +11,8 @@ import type { Database } from '../db/database.ts'
 import { insertSession, isSessionLive } from '../db/queries/sessions.ts'
 import { verifyPassword } from '../src/passwords.ts'
 import { newId } from '../src/ids.ts'
-import { DATABASE_URL, REDIS_URL, sharedDatabase, uniqueSlug, uniqueEmail, testConfig, sessionToken } from './helper.ts'
+import { ADMIN_TOKEN, DATABASE_URL, REDIS_URL, sharedDatabase, uniqueSlug, uniqueEmail, testConfig, sessionToken } from './helper.ts'
+import { isEmail } from '../schemas/common.ts'
 import { ISO } from './auth-helpers.ts'
 
 // The CLI runs as the operator runs it: a child process reading its configuration from the
@@ -97,6 +98,27 @@ t.test('usage mistakes exit 2 with a message naming the problem, before touching
   t.notMatch(badPassword.stderr, 'short-pw', 'the password is not echoed')
 
   if (databaseUrl === null) t.same(readdirSync(dataDir), [], 'nothing was written to DATA_DIR')
+})
+
+t.test('the CLI refuses the emails the API refuses (one rule: the Email schema), creating no admin who could never log in', async t => {
+  const refused = ['josé@acme.test', 'a..b@acme.test', '.ada@acme.test', 'ada.@acme.test', 'ada@-acme.test', 'ada@acme']
+  for (const address of refused.slice(0, 2)) {
+    const res = await cli(['create-org', '--slug', uniqueSlug('mail'), '--name', 'X', '--admin-email', address, '--admin-name', 'Ada', '--admin-password', PASSWORD])
+    t.equal(res.code, 2, `CLI refuses ${address}`)
+    t.match(res.stderr, '--admin-email: invalid value (expected: Email address', address)
+  }
+  if (databaseUrl === null) t.same(readdirSync(dataDir), [], 'nothing was written to DATA_DIR')
+  await withApp(async app => {
+    for (const address of refused) {
+      const res = await app.inject({ method: 'POST', url: '/api/v1/admin/users', headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, payload: { email: address, name: 'Ada', password: PASSWORD } })
+      t.equal(res.statusCode, 400, `API refuses ${address}`)
+      t.match(res.json(), { code: 'validation_failed', message: /email/ })
+    }
+  })
+  const accepted = ["o'brien+tag@mail.acme-corp.test", 'ADA.Lovelace@Acme.TEST']
+  for (const address of [...refused, ...accepted]) {
+    t.equal(isEmail(address), accepted.includes(address), `isEmail(${address}) agrees with the API`)
+  }
 })
 
 t.test('a bad configuration or an unreachable database exits 1 with a clear message', async t => {
