@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely'
+import { sql, type Kysely, type RawBuilder } from 'kysely'
 import { encodeTime } from 'ulid'
 import type { Database, OutboxStatus, WebhookDeliveryRow, WebhookRow } from '../database.ts'
 
@@ -54,36 +54,33 @@ export function toDelivery (row: WebhookDeliveryRow): WebhookDelivery {
 }
 
 /**
- * The deliveries of a just-recorded event: one per active webhook of its org subscribed to its
- * type, in the event's transaction (an outbox), announced to the workers when it commits.
+ * The deliveries of a just-recorded event, as the body of a `deliveries` CTE of recordEvent's
+ * statement (whose `event` CTE returns the event's id and created_at): one per active webhook of
+ * its org subscribed to its type, in the event's transaction (an outbox), announced to the workers
+ * when it commits (notifyIfAny).
  *
- * One INSERT … SELECT. Delivery ids are made here, not in JavaScript, since the number of
- * subscribers is not known: the ULID time of the event's id, and 16 Crockford characters (hex
- * digits are a subset) of md5(event id, webhook id) — time-sortable, and the same pair always
- * gives the same id. The body is the event's JSON with the org's slug spliced in by SQL.
+ * Delivery ids are made here, not in JavaScript, since the number of subscribers is not known: the
+ * ULID time of the event's id, and 16 Crockford characters (hex digits are a subset) of md5(event
+ * id, webhook id) — time-sortable, and the same pair always gives the same id. The body is the
+ * event's JSON with the org's slug and the event's time spliced in by SQL.
  */
-export async function insertEventDeliveries (trx: Kysely<Database>, event: {
-  id: string
-  type: string
-  orgId: string
-  actor: unknown
-  data: unknown
-  createdAt: string
-}): Promise<void> {
+export function eventDeliveriesInsert (event: { id: string, type: string, orgId: string, actor: unknown, data: unknown }): RawBuilder<unknown> {
   const time = event.id.slice(event.id.indexOf('_') + 1, event.id.indexOf('_') + 11)
   const head = `{"id":${JSON.stringify(event.id)},"event":${JSON.stringify(event.type)},"orgId":${JSON.stringify(event.orgId)},"orgSlug":`
-  const tail = `,"timestamp":${JSON.stringify(event.createdAt)},"actor":${JSON.stringify(event.actor)},"data":${JSON.stringify(event.data)}}`
-  await sql`
-    with inserted as (
-      insert into webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload)
-      select 'del_' || ${time}::text || upper(substr(md5(${event.id}::text || w.id), 1, 16)),
-             w.id, w.org_id, ${event.id}, ${event.type}, ${head}::text || to_json(o.slug)::text || ${tail}::text
-      from webhooks w join organizations o on o.id = w.org_id
-      where w.org_id = ${event.orgId} and w.is_active and (${event.type}::text = any(w.events) or '*' = any(w.events))
-      returning 1
-    )
-    select pg_notify(${WEBHOOK_DELIVERIES_CHANNEL}, '') from (select 1 from inserted limit 1) as any_inserted`.execute(trx)
+  const tail = `,"actor":${JSON.stringify(event.actor)},"data":${JSON.stringify(event.data)}}`
+  return sql`
+    insert into webhook_deliveries (id, webhook_id, org_id, event_id, event_type, payload)
+    select 'del_' || ${time}::text || upper(substr(md5(${event.id}::text || w.id), 1, 16)),
+           w.id, w.org_id, ${event.id}, ${event.type},
+           ${head}::text || to_json(o.slug)::text || ',"timestamp":' ||
+             to_json(to_char(e.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text || ${tail}::text
+    from webhooks w join organizations o on o.id = w.org_id cross join event e
+    where w.org_id = ${event.orgId} and w.is_active and (${event.type}::text = any(w.events) or '*' = any(w.events))
+    returning 1`
 }
+
+/** A scalar subquery of recordEvent's statement: wakes the delivery workers when the event has any delivery. */
+export const notifyIfAny = sql`select pg_notify(${WEBHOOK_DELIVERIES_CHANNEL}, '') from (select 1 from deliveries limit 1) as any_delivery`
 
 /** The org row, locked until the transaction ends: creations of one org's webhooks take turns, so the cap holds. */
 export async function countWebhooksLocked (trx: Kysely<Database>, orgId: string): Promise<number> {

@@ -1,0 +1,46 @@
+import t from 'tap'
+import { adminHeaders, build, createOrgWithMember } from '../helper.ts'
+
+// recordEvent writes an event and its webhook deliveries (§11 outbox) in one statement: one row per
+// active webhook of the event's org subscribed to its type, with the event's JSON as the payload.
+
+t.test('an org event writes one delivery per subscribed, active webhook of its org, with the event as payload', async t => {
+  const app = await build(t)
+  const { org } = await createOrgWithMember(app)
+  const other = await createOrgWithMember(app)
+  const webhook = (orgId: string, id: string, events: string[], active = true) => app.db.insertInto('webhooks')
+    .values({ id, org_id: orgId, url: 'https://hooks.example.test/in', events, description: null, secret_ciphertext: 'unused', is_active: active }).execute()
+  await webhook(org.id, 'wh_01JAAAAAAAAAAAAAAAAAAAAAA1', ['org.updated'])
+  await webhook(org.id, 'wh_01JAAAAAAAAAAAAAAAAAAAAAA2', ['*'])
+  await webhook(org.id, 'wh_01JAAAAAAAAAAAAAAAAAAAAAA3', ['member.removed'])
+  await webhook(org.id, 'wh_01JAAAAAAAAAAAAAAAAAAAAAA4', ['org.updated'], false)
+  await webhook(other.org.id, 'wh_01JAAAAAAAAAAAAAAAAAAAAAA5', ['*'])
+
+  const res = await app.inject({ method: 'PATCH', url: `/api/v1/admin/orgs/${org.slug}`, headers: adminHeaders, payload: { name: 'Renamed' } })
+  t.equal(res.statusCode, 200)
+  const [event] = await app.db.selectFrom('audit_events').selectAll().where('org_id', '=', org.id).where('type', '=', 'org.updated').execute()
+  t.ok(event, 'the event is recorded')
+  const deliveries = await app.db.selectFrom('webhook_deliveries').selectAll().where('event_id', '=', event.id).orderBy('webhook_id').execute()
+  t.same(deliveries.map(d => d.webhook_id), ['wh_01JAAAAAAAAAAAAAAAAAAAAAA1', 'wh_01JAAAAAAAAAAAAAAAAAAAAAA2'],
+    'the subscribed and the wildcard webhook, not the unsubscribed, inactive or other org\'s')
+  for (const delivery of deliveries) {
+    t.match(delivery.id, /^del_[0-9A-HJKMNP-TV-Z]{26}$/)
+    t.equal(delivery.status, 'pending')
+    t.same(JSON.parse(String(delivery.payload)), {
+      id: event.id,
+      event: 'org.updated',
+      orgId: org.id,
+      orgSlug: org.slug,
+      timestamp: event.created_at.toISOString(),
+      actor: { type: 'admin', id: null, email: null },
+      data: event.data
+    })
+  }
+
+  // An internal type (never delivered) and an event of an org without webhooks write no delivery.
+  const before = await app.db.selectFrom('webhook_deliveries').select(eb => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()
+  const created = await app.inject({ method: 'POST', url: '/api/v1/admin/orgs', headers: adminHeaders, payload: { slug: `x-${Date.now()}`, name: 'X', plan: 'free' } })
+  t.equal(created.statusCode, 201)
+  const after = await app.db.selectFrom('webhook_deliveries').select(eb => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()
+  t.equal(after.n, before.n, 'org.created is not delivered')
+})
