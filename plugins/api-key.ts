@@ -3,9 +3,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.ts'
 import { apiKeyCacheId, hashApiKey, hasApiKeyShape, hasValidApiKeyChecksum } from '../src/api-key-format.ts'
 import { createLastUsedRecorder } from '../src/last-used-recorder.ts'
-import { findApiKeyByHash, type ApiKeyCredential } from '../db/queries/api-keys.ts'
+import { findApiKeyByHash } from '../db/queries/api-keys.ts'
 import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
-import { InvalidApiKey, OrgSuspended, RateLimited } from '../src/errors.ts'
+import { addressAllowed, guardedKey, type GuardedKey } from '../src/key-guard.ts'
+import type { ApiKeyScope } from '../src/api-key-settings.ts'
+import { InsufficientScope, InvalidApiKey, IpNotAllowed, OrgSuspended, RateLimited } from '../src/errors.ts'
 import { slugHeader } from './org-slug.ts'
 import type { ApiKeyOutcome } from './metrics.ts'
 
@@ -14,6 +16,10 @@ export interface AuthenticatedApiKey {
   orgId: string
   /** display prefix (`pk_live_a3`), safe to log */
   prefix: string
+  /** the effective budget (§9): the key's own, else its org's, else RATE_LIMIT_MAX per RATE_LIMIT_WINDOW */
+  budget: { max: number, windowMs: number }
+  /** X-API-Key-Expires-At (Unix seconds), or null for a key without an expiry */
+  expiresAtHeader: string | null
 }
 
 declare module 'fastify' {
@@ -32,16 +38,33 @@ declare module 'fastify' {
      */
     requireApiKey: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
     /**
-     * onRequest hook after requireApiKey (and the rate limit): when what the guard read from the
-     * cache is older than the org's epoch, reads it again from the database; then 403 for a
-     * suspended org.
+     * After requireApiKey: when what the guard read from the cache is older than the org's epoch,
+     * reads it again from the database (401 when the key no longer passes). True when it did:
+     * the key's settings and budget may have changed.
      */
-    confirmApiKey: (request: FastifyRequest) => Promise<void>
+    confirmApiKey: (request: FastifyRequest) => Promise<boolean>
+    /**
+     * Why the key may not make this request although it is valid, in the order of §9: its org is
+     * suspended (403 `org_suspended`), the client address is not on its allowlist (403
+     * `ip_not_allowed`), it lacks the route's scope (403 `insufficient_scope`); null when it may.
+     * Synchronous: a few reads of what was cached with the key.
+     */
+    apiKeyRefusal: (request: FastifyRequest) => Error | null
+    /** Once the request passed its budget: counts the key's use (metrics, lastUsedAt). */
+    recordApiKeyUse: (request: FastifyRequest) => Promise<void>
+  }
+  interface FastifyContextConfig {
+    /** the scope an API key needs for this /public route (§9) */
+    scope?: ApiKeyScope
   }
 }
 
 const kLoaded = Symbol('apiKeyLoaded')
-interface Loaded { key: ApiKeyCredential, org: Org, cacheId: string, stamps: string[] }
+/**
+ * The key and org a request uses. keyStamp/orgStamp: the epoch of a cached entry (or of a load
+ * another request started), which confirmApiKey checks; null when this request read it itself.
+ */
+interface Loaded { key: GuardedKey, org: Org, cacheId: string, keyStamp: string | null, orgStamp: string | null, keyCached: boolean, orgCached: boolean }
 
 // Why a key was refused, for the metrics only: the client always sees the same 401.
 type Refusal = Exclude<ApiKeyOutcome, 'ok' | 'rate_limited'>
@@ -86,7 +109,29 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
   app.decorateRequest(kLoaded, null)
 
   // A burst of requests with a key or org not cached yet (a deploy, a new key) shares one query each.
-  const keyLoads = new SharedLoads<ApiKeyCredential | undefined>()
+  const keyLoads = new SharedLoads<GuardedKey | undefined>()
+  // The allowlist is parsed here, once per load, never per request.
+  const findKey = async (keyHash: string): Promise<GuardedKey | undefined> => {
+    const key = await findApiKeyByHash(app.db, keyHash)
+    return key === undefined ? undefined : guardedKey(key)
+  }
+  const defaultBudget = { max: config.rateLimitMax, windowMs: config.rateLimitWindowMs }
+  function budgetOf (key: GuardedKey, org: Org): AuthenticatedApiKey['budget'] {
+    if (key.guard.budget !== null) return key.guard.budget
+    return org.rateLimit === null ? defaultBudget : { max: org.rateLimit.max, windowMs: org.rateLimit.windowSeconds * 1000 }
+  }
+  function authenticated (key: GuardedKey, org: Org): AuthenticatedApiKey {
+    return { id: key.id, orgId: key.org_id, prefix: key.prefix, budget: budgetOf(key, org), expiresAtHeader: key.guard.expiresAtHeader }
+  }
+
+  // Behind a proxy with TRUST_PROXY unset, every client has the proxy's address: allowlists and
+  // the guessing limit then see one client. Said once, on the first request that shows it.
+  let forwardedWarned = config.trustProxy !== false && config.trustProxy !== 0
+  function warnOfForwardedFor (request: FastifyRequest): void {
+    if (request.headers['x-forwarded-for'] === undefined) return
+    forwardedWarned = true
+    request.log.warn('requests carry X-Forwarded-For but TRUST_PROXY is off: client addresses (API key allowlists, failed-key and login limits) are the proxy\'s; set TRUST_PROXY to the proxies to trust')
+  }
   const orgLoads = new SharedLoads<Org | null>()
 
   async function refuseWhileGuessing (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -109,31 +154,42 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     const cachedKey = cache.keys.peek(cacheId)
     const cachedOrg = cache.orgs.peek(slug)
     if (cachedKey !== undefined && cachedOrg !== undefined) {
-      return { key: cachedKey.value, org: cachedOrg.value, cacheId, stamps: [cachedKey.epoch, cachedOrg.epoch] }
+      return { key: cachedKey.value, org: cachedOrg.value, cacheId, keyStamp: cachedKey.epoch, orgStamp: cachedOrg.epoch, keyCached: true, orgCached: true }
     }
     // The checksum only now: every cached key has a valid one. A typo still costs no I/O.
     if (!hasValidApiKeyChecksum(presented) || cache.unknownKeyHashes.has(cacheId)) throw new InvalidApiKey()
-    await refuseWhileGuessing(request, reply)
+    // A key this instance has seen valid passes even from an address blocked for guessing:
+    // the block is for keys nobody here knows.
+    if (cachedKey === undefined && !cache.knownKeys.has(cacheId)) await refuseWhileGuessing(request, reply)
+    if (cachedKey === undefined) cache.keys.counted(false)
+    if (cachedOrg === undefined) cache.orgs.counted(false)
     const stamp = cache.stampBeforeLoad()
     const [loadedKey, loadedOrg] = await Promise.all([
-      cachedKey === undefined ? keyLoads.run(`${cacheId}|${stamp}`, () => findApiKeyByHash(app.db, hashApiKey(config.apiKeyPepper, presented))) : null,
+      cachedKey === undefined ? keyLoads.run(`${cacheId}|${stamp}`, () => findKey(hashApiKey(config.apiKeyPepper, presented))) : null,
       cachedOrg === undefined ? orgLoads.run(`${slug}|${stamp}`, () => findOrgBySlug(app.db, slug)) : null
     ])
     const key = cachedKey?.value ?? loadedKey?.value
     const org = cachedOrg?.value ?? loadedOrg?.value ?? null
     if (loadedKey !== null) {
       if (loadedKey.value === undefined) cache.unknownKeyHashes.set(cacheId, true)
-      else cache.keys.set(cacheId, loadedKey.value, stamp)
+      else {
+        cache.keys.set(cacheId, loadedKey.value, stamp)
+        if (loadedKey.value.revoked_at === null) cache.knownKeys.set(cacheId, true)
+      }
     }
     if (loadedOrg !== null && loadedOrg.value !== null) cache.orgs.set(slug, loadedOrg.value, stamp)
     if (key === undefined || org === null) throw new InvalidApiKey()
     // What this request read from the database itself is current whatever the epoch says; what
     // came from the cache, or from a load another request started, confirmApiKey checks.
-    const stamps: string[] = []
-    if (cachedKey !== undefined) stamps.push(cachedKey.epoch)
-    if (cachedOrg !== undefined) stamps.push(cachedOrg.epoch)
-    if (loadedKey?.shared === true || loadedOrg?.shared === true) stamps.push(stamp)
-    return { key, org, cacheId, stamps }
+    return {
+      key,
+      org,
+      cacheId,
+      keyStamp: cachedKey?.epoch ?? (loadedKey?.shared === true ? stamp : null),
+      orgStamp: cachedOrg?.epoch ?? (loadedOrg?.shared === true ? stamp : null),
+      keyCached: cachedKey !== undefined,
+      orgCached: cachedOrg !== undefined
+    }
   }
 
   function check (loaded: Pick<Loaded, 'key' | 'org'>): void {
@@ -145,11 +201,12 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     const slug = slugHeader(request) // a missing X-Org-Slug is 400 whatever the key
     const presented = request.headers['x-api-key']
     // Shape first, then the cache, then (in load) the checksum: a mistyped, truncated or invented key costs no I/O.
+    if (!forwardedWarned) warnOfForwardedFor(request)
     if (!hasApiKeyShape(presented) || slug === null) throw new InvalidApiKey()
     const loaded = await load(request, reply, slug, presented)
     check(loaded)
     request.org = loaded.org
-    request.apiKey = { id: loaded.key.id, orgId: loaded.key.org_id, prefix: loaded.key.prefix }
+    request.apiKey = authenticated(loaded.key, loaded.org)
     request.orgEpoch = cache.readEpoch(loaded.org.id)
     ;(request as unknown as Record<symbol, Loaded>)[kLoaded] = loaded
   }
@@ -166,39 +223,68 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     }
   })
 
-  app.decorate('confirmApiKey', async function confirmApiKey (request: FastifyRequest) {
+  function loadedOf (request: FastifyRequest): Loaded {
     const loaded = (request as unknown as Record<symbol, Loaded | null>)[kLoaded]
-    if (loaded === null || request.orgEpoch === null) throw new Error('confirmApiKey registered without requireApiKey')
+    if (loaded === null || request.orgEpoch === null) throw new Error('the /public guard ran without requireApiKey')
+    return loaded
+  }
+
+  app.decorate('confirmApiKey', async function confirmApiKey (request: FastifyRequest): Promise<boolean> {
+    const loaded = loadedOf(request)
+    if (loaded.keyStamp === null && loaded.orgStamp === null) return false
     const epoch = await request.orgEpoch
-    if (loaded.stamps.some(stamp => stamp !== epoch)) {
-      // Something about this org changed since these entries were cached: read them again.
-      // Requests that read the same epoch may share a read: none of them has to see a write whose
-      // epoch came later. With the epoch unknown (Redis down) each request reads for itself.
-      const readKey = () => findApiKeyByHash(app.db, loaded.key.key_hash)
-      const readOrg = () => findOrgBySlug(app.db, loaded.org.slug)
-      const [key, org] = epoch === null
-        ? await Promise.all([readKey(), readOrg()])
-        : await Promise.all([
-          keyLoads.run(`${loaded.cacheId}|${epoch}`, readKey).then(load => load.value),
-          orgLoads.run(`${loaded.org.slug}|${epoch}`, readOrg).then(load => load.value)
-        ])
-      if (key === undefined || org === null) {
-        cache.keys.delete(loaded.cacheId)
-        app.metrics.apiKeyOutcome('invalid')
-        throw new InvalidApiKey()
-      }
-      cache.keys.set(loaded.cacheId, key, epoch)
-      cache.orgs.set(org.slug, org, epoch)
-      const refusal = refusalFor({ key, org })
-      if (refusal !== null) {
-        app.metrics.apiKeyOutcome(refusal)
-        throw refuse(refusal)
-      }
-      loaded.key = key
-      loaded.org = org
-      request.org = org
+    const keyCurrent = loaded.keyStamp === null || loaded.keyStamp === epoch
+    const orgCurrent = loaded.orgStamp === null || loaded.orgStamp === epoch
+    // Peeked entries count as hits or misses here, once it is known whether they were current.
+    if (loaded.keyCached) cache.keys.counted(keyCurrent)
+    if (loaded.orgCached) cache.orgs.counted(orgCurrent)
+    if (keyCurrent && orgCurrent) return false
+    // Something about this org changed since these entries were cached: read them again.
+    // Requests that read the same epoch may share a read: none of them has to see a write whose
+    // epoch came later. With the epoch unknown (Redis down) each request reads for itself.
+    const readKey = () => findKey(loaded.key.key_hash)
+    const readOrg = () => findOrgBySlug(app.db, loaded.org.slug)
+    const [key, org] = epoch === null
+      ? await Promise.all([readKey(), readOrg()])
+      : await Promise.all([
+        keyLoads.run(`${loaded.cacheId}|${epoch}`, readKey).then(load => load.value),
+        orgLoads.run(`${loaded.org.slug}|${epoch}`, readOrg).then(load => load.value)
+      ])
+    if (key === undefined || org === null) {
+      cache.keys.delete(loaded.cacheId)
+      app.metrics.apiKeyOutcome('invalid')
+      throw new InvalidApiKey()
     }
-    if (loaded.org.status !== 'active') throw new OrgSuspended()
+    cache.keys.set(loaded.cacheId, key, epoch)
+    cache.orgs.set(org.slug, org, epoch)
+    const refusal = refusalFor({ key, org })
+    if (refusal !== null) {
+      app.metrics.apiKeyOutcome(refusal)
+      throw refuse(refusal)
+    }
+    loaded.key = key
+    loaded.org = org
+    request.org = org
+    request.apiKey = authenticated(key, org)
+    return true
+  })
+
+  app.decorate('apiKeyRefusal', function apiKeyRefusal (request: FastifyRequest): Error | null {
+    const { key, org } = loadedOf(request)
+    if (org.status !== 'active') return new OrgSuspended()
+    const { allowed, scopes } = key.guard
+    if (allowed !== null && !addressAllowed(allowed, request.ip)) {
+      return new IpNotAllowed(`Client address ${request.ip} is not on this API key's IP allowlist`)
+    }
+    const scope = request.routeOptions.config.scope
+    if (scope !== undefined && !scopes.includes(scope)) {
+      return new InsufficientScope(`This API key lacks the scope ${scope}, which ${request.method} ${request.routeOptions.url ?? request.url} needs`)
+    }
+    return null
+  })
+
+  app.decorate('recordApiKeyUse', async function recordApiKeyUse (request: FastifyRequest) {
+    const loaded = loadedOf(request)
     app.metrics.apiKeyOutcome('ok')
     await lastUsed.recordUse(loaded.key.id, loaded.key.last_used_at)
   })

@@ -5,7 +5,7 @@ import type { Config } from '../src/config.ts'
 import { EpochCache, UNVERIFIED, orgEpochKey } from '../src/epoch-cache.ts'
 import type { Org } from '../db/queries/orgs.ts'
 import type { SessionPrincipal } from '../db/queries/sessions.ts'
-import type { ApiKeyCredential } from '../db/queries/api-keys.ts'
+import type { GuardedKey } from '../src/key-guard.ts'
 
 export const NONE = 'none'
 
@@ -16,8 +16,8 @@ export const NONE = 'none'
  * only entries stamped with it. An entry is stamped with the epoch read before its database load.
  */
 export interface PublicCache {
-  /** by apiKeyCacheId of the presented key */
-  keys: EpochCache<ApiKeyCredential>
+  /** by apiKeyCacheId of the presented key, with its settings prepared for the guard */
+  keys: EpochCache<GuardedKey>
   /** by slug */
   orgs: EpochCache<Org>
   /** `${orgId}:${sessionId}:${userId}` → the live session's user and membership, or NONE */
@@ -26,6 +26,12 @@ export interface PublicCache {
   members: EpochCache<SessionPrincipal | typeof NONE>
   /** apiKeyCacheIds that name no key: a flood of made-up keys reaches the database once each */
   unknownKeyHashes: LRUCache<string, true>
+  /**
+   * apiKeyCacheIds of keys this instance has seen valid, kept long after their entries in `keys`
+   * expire: a client address blocked for guessing keys may still use a key it is known to hold
+   * (behind a proxy with TRUST_PROXY unset every client shares one address); only unknown keys wait.
+   */
+  knownKeys: LRUCache<string, true>
   /** the org's current epoch, or null when it cannot be known (Redis down): trust no entry then */
   readEpoch: (orgId: string) => Promise<string | null>
   /** the stamp for an entry about to be loaded when the epoch has not been read in this request */
@@ -65,6 +71,7 @@ async function publicCache (app: FastifyInstance, { config }: { config: Config }
     principals: cache('sessions', 100_000),
     members: cache('members', 100_000),
     unknownKeyHashes: new LRUCache({ max: 50_000, ttl: 60_000 }),
+    knownKeys: new LRUCache({ max: 100_000 }),
     async readEpoch (orgId) {
       if (redis === null) return `local:${localEpoch}`
       if (redis.status !== 'ready') return null

@@ -6,6 +6,7 @@ import type { Org } from '../db/queries/orgs.ts'
 import { findOrgMember } from '../db/queries/memberships.ts'
 import { findLiveSessionPrincipal, type SessionPrincipal } from '../db/queries/sessions.ts'
 import { NONE } from './public-cache.ts'
+import type { AuthenticatedApiKey } from './api-key.ts'
 import { idPattern } from '../src/ids.ts'
 import { NotFound } from '../src/errors.ts'
 
@@ -21,13 +22,34 @@ function keyOrg (request: FastifyRequest): Org {
 /** Routes /public/*: what an org's backend calls with its API key. No CORS: keys never belong in a browser. */
 const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const cache = app.publicCache
-  // Key first, then its budget (so every authenticated response, 400s included, carries the
-  // X-RateLimit-* headers), then the check that what the key guard read from the cache is current.
-  // One hook, not three: each hook is a trip through Fastify's hook runner on the hottest path.
+  // The order of §9: key (401) → org suspended, allowlist, scope (403s, not counted, without
+  // X-RateLimit-*) → budget (429) → the route. One hook, not several: each hook is a trip through
+  // Fastify's hook runner on the hottest path.
   app.addHook('onRequest', async function guardPublicRequest (request, reply) {
     await app.requireApiKey(request, reply)
-    await app.rateLimitApiKey(request, reply)
-    await app.confirmApiKey(request)
+    // The 403 checks first on what the cache holds; when it allows the request, the count starts
+    // now, in the same tick as the org-epoch read (with Redis: one round trip for both).
+    let counted = app.apiKeyRefusal(request) === null ? app.countApiKeyRequest(request) : null
+    let reloaded: boolean
+    try {
+      reloaded = await app.confirmApiKey(request)
+    } catch (error) {
+      if (counted !== null) await app.uncountApiKeyRequest(counted)
+      throw error
+    }
+    if (reloaded && counted !== null) {
+      // The key or org changed since it was cached: what they hold now decides, budget included.
+      await app.uncountApiKeyRequest(counted)
+      counted = null
+    }
+    const { expiresAtHeader } = request.apiKey as AuthenticatedApiKey
+    if (expiresAtHeader !== null) reply.header('x-api-key-expires-at', expiresAtHeader)
+    if (reloaded || counted === null) {
+      const refusal = app.apiKeyRefusal(request)
+      if (refusal !== null) throw refusal
+    }
+    await app.rateLimitApiKey(reply, counted ?? app.countApiKeyRequest(request))
+    await app.recordApiKeyUse(request)
   })
   // Usage (§14): every answer to a request the key authenticated; a 401 means none did.
   app.addHook('onResponse', (request, reply, done) => {
@@ -45,7 +67,7 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return loaded
   }
 
-  app.post('/verify', { schema: schemas.verify }, async (request, reply) => {
+  app.post('/verify', { schema: schemas.verify, config: { scope: 'tokens:verify' } }, async (request, reply) => {
     const org = keyOrg(request)
     const claims = app.verifyAccessToken(request.body.token)
     const principal = claims === null || claims.org !== org.id
@@ -65,7 +87,7 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   })
 
-  app.get('/users/:userId', { schema: schemas.getUser }, async (request) => {
+  app.get('/users/:userId', { schema: schemas.getUser, config: { scope: 'users:read' } }, async (request) => {
     const org = keyOrg(request)
     const { userId } = request.params
     const member = USER_ID.test(userId)
@@ -75,7 +97,7 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return { user: member.user, membership: member.membership }
   })
 
-  app.get('/org', { schema: schemas.getOrg }, async (request) => {
+  app.get('/org', { schema: schemas.getOrg, config: { scope: 'org:read' } }, async (request) => {
     return { org: keyOrg(request) }
   })
 }

@@ -9,16 +9,32 @@ const headers = Type.Object({ 'x-org-slug': OrgSlugHeader })
 const authNote = 'Send `X-API-Key` (the `apiKey` security scheme: an API key of this organization, `pk_live_` + 64 hex, ' +
   'server-side only) and `X-Org-Slug`. A missing, malformed, unknown, revoked or expired key, an unknown ' +
   'org, or a key of another org is 401 `Invalid API key` (code `invalid_api_key`), never saying which check failed; a ' +
-  'suspended org is 403 once the key is valid. After 30 failed keys (API_KEY_FAILURE_MAX) in a minute, a client IP gets ' +
-  '429 with `Retry-After`. Rate-limited per key: 300 requests per 15 minutes by default (RATE_LIMIT_MAX, ' +
-  'RATE_LIMIT_WINDOW); every authenticated response carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and ' +
-  '`X-RateLimit-Reset` (the Unix time in seconds at which the window ends). No CORS headers are sent: keys never ' +
-  'belong in a browser.'
+  'suspended org is 403 `org_suspended` once the key is valid. After 30 failed keys (API_KEY_FAILURE_MAX) in a minute, ' +
+  'a client IP gets 429 with `Retry-After` for keys this instance has not seen valid. Then, in this order: a client ' +
+  'address outside the key\'s `allowedIps` is 403 `ip_not_allowed` (the message names the address; an IPv4-mapped IPv6 ' +
+  'address matches IPv4 entries; the address is the one Fastify derives under TRUST_PROXY), a key without the ' +
+  'route\'s scope is 403 `insufficient_scope` (the message names the scope). These 403s do not count against the ' +
+  'budget and carry no `X-RateLimit-*` headers. Then the budget: the key\'s own `rateLimit`, else its org\'s, else ' +
+  'the service default of 300 requests per 15 minutes (RATE_LIMIT_MAX, RATE_LIMIT_WINDOW); every response past the ' +
+  'allowlist and scope carries `X-RateLimit-Limit` (the effective max), `X-RateLimit-Remaining` and `X-RateLimit-Reset` ' +
+  '(the Unix time in seconds at which the effective window ends), and 429 with `Retry-After` beyond it. Every response ' +
+  'authenticated by a key that has an `expiresAt` carries `X-API-Key-Expires-At` (Unix seconds). No CORS headers are ' +
+  'sent: keys never belong in a browser.'
 
+// On every response authenticated by a key that has an expiry, whatever its status.
+const expiresAtHeader = {
+  'X-API-Key-Expires-At': {
+    type: 'integer',
+    description: 'Unix time (seconds) at which the API key stops working; only for a key with an `expiresAt` (a key ' +
+      'being rotated out has one: the end of its grace period)',
+    examples: [1767225600]
+  }
+}
 const rateLimitHeaders = {
-  'X-RateLimit-Limit': { type: 'integer', description: 'Requests allowed per window for this API key', examples: [300] },
+  'X-RateLimit-Limit': { type: 'integer', description: "Requests allowed per window for this API key: its effective budget (the key's own, else its org's, else the service default)", examples: [300] },
   'X-RateLimit-Remaining': { type: 'integer', description: 'Requests left in the current window', examples: [247] },
-  'X-RateLimit-Reset': { type: 'integer', description: 'Unix time (seconds) at which the current window ends', examples: [1716912000] }
+  'X-RateLimit-Reset': { type: 'integer', description: 'Unix time (seconds) at which the current window ends', examples: [1716912000] },
+  ...expiresAtHeader
 }
 const missingSlug: ErrorExample = ['Missing X-Org-Slug header', 'validation_failed']
 const retryAfterHeader = { 'Retry-After': { type: 'integer', description: 'Seconds to wait before retrying', examples: [312] } }
@@ -30,11 +46,14 @@ function limited<T extends ReturnType<typeof Success>> (schema: T, data: unknown
 
 // The guard's answers, the same on every /public route. 429 is either the per-key limit (with the
 // X-RateLimit-* headers) or the per-IP guard on failed keys.
-function publicErrors (...extra: Array<Record<number, TSchema>>): Record<number, TSchema> {
+function publicErrors (scope: string, route: string, ...extra: Array<Record<number, TSchema>>): Record<number, TSchema> {
   const out: Record<number, TSchema> = {
     ...errorResponse(400, missingSlug),
     ...errorResponse(401, ['Invalid API key', 'invalid_api_key']),
-    ...errorResponse(403, ['Organization is suspended', 'org_suspended']),
+    ...errorResponse(403,
+      ['Organization is suspended', 'org_suspended'],
+      ["Client address 198.51.100.23 is not on this API key's IP allowlist", 'ip_not_allowed'],
+      [`This API key lacks the scope ${scope}, which ${route} needs`, 'insufficient_scope']),
     ...errorResponse(429,
       ['Rate limit exceeded (300 requests per 15 minutes per API key); retry in 312 seconds', 'rate_limited'],
       ['Too many failed API key attempts; try again in 42 seconds', 'rate_limited']),
@@ -45,7 +64,17 @@ function publicErrors (...extra: Array<Record<number, TSchema>>): Record<number,
     description: 'Over the per-key rate limit (with the X-RateLimit-* headers), or too many failed API keys from this IP',
     headers: { ...rateLimitHeaders, ...retryAfterHeader }
   }
-  return Object.assign(out, ...extra)
+  out[403] = {
+    ...out[403],
+    description: 'The org is suspended, the client address is not on the key\'s allowlist, or the key lacks the route\'s scope (none of them counted against the budget, no X-RateLimit-* headers)',
+    headers: expiresAtHeader
+  }
+  Object.assign(out, ...extra)
+  // Answers after authentication (a bad body, an unknown user) carry the budget's headers too.
+  for (const status of [400, 404, 413, 415]) {
+    if (out[status] !== undefined) out[status] = { ...out[status], headers: rateLimitHeaders }
+  }
+  return out
 }
 
 export const EXAMPLE_USER = { id: 'usr_01JZ8Q4K7X3W5N2M9B6V1C0D8E', name: 'Ada Lovelace', email: 'ada@acme.test', role: 'user', isEmailVerified: true }
@@ -83,7 +112,7 @@ export const verify = {
         { status: 'success', data: { valid: false } }
       ]
     }) as TObject,
-    ...publicErrors(errorResponse(400, ['body.token is required', 'validation_failed'], missingSlug), errors(413, 415))
+    ...publicErrors('tokens:verify', 'POST /api/v1/public/verify', errorResponse(400, ['body.token is required', 'validation_failed'], missingSlug), errors(413, 415))
   }
 }
 
@@ -113,7 +142,7 @@ export const getUser = {
   params: Type.Object({ userId: Type.String({ maxLength: 64, description: 'User id', examples: [EXAMPLE_USER.id] }) }),
   response: {
     200: limited(Success(Type.Object({ user: PublicUser, membership: Membership })), { user: EXAMPLE_USER, membership: EXAMPLE_MEMBERSHIP }),
-    ...publicErrors(errorResponse(404, ['User not found', 'not_found']))
+    ...publicErrors('users:read', 'GET /api/v1/public/users/:userId', errorResponse(404, ['User not found', 'not_found']))
   }
 }
 
@@ -126,6 +155,6 @@ export const getOrg = {
   headers,
   response: {
     200: limited(Success(Type.Object({ org: Org })), { org: EXAMPLE_ORG }),
-    ...publicErrors()
+    ...publicErrors('org:read', 'GET /api/v1/public/org')
   }
 }

@@ -33,9 +33,17 @@ export class EpochCache<V extends {}> {
     return undefined
   }
 
-  /** The value whatever its stamp, for a guard that revalidates once the epoch is known. */
+  /**
+   * The value whatever its stamp, for a guard that revalidates once the epoch is known. Not
+   * counted as a hit or a miss: that is known only then, and the guard tells it with `counted`.
+   */
   peek (key: string): { value: V, epoch: string } | undefined {
     return this.#entries.get(key)
+  }
+
+  /** Counts a lookup made with peek: a hit when the entry was there and current, a miss otherwise. */
+  counted (hit: boolean): void {
+    this.#onLookup(hit)
   }
 
   set (key: string, value: V, epoch: string | null): void {

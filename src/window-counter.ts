@@ -27,6 +27,14 @@ if ttl < 0 then
 end
 return { current, ttl }`
 
+// Gives one request back, only while its window lasts (a DECR on an expired key would start a
+// counter that never expires).
+const RELEASE_LUA = `
+if redis.call('PTTL', KEYS[1]) > 0 and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0`
+
 export function windowEnd (now: number, windowMs: number): number {
   return Math.ceil((now + windowMs) / 1000) * 1000
 }
@@ -38,18 +46,29 @@ export interface WindowCounterOptions {
   log: FastifyBaseLogger
 }
 
-export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOptions): (key: string, windowMs: number) => Promise<WindowCount> {
+export interface WindowCounter {
+  /** counts one request in the key's current window */
+  incr: (key: string, windowMs: number) => Promise<WindowCount>
+  /** gives back one request counted in the key's current window (a request that turned out not to count) */
+  release: (key: string) => Promise<void>
+}
+
+export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOptions): WindowCounter {
   // Bounded: one entry per key seen in a window; the oldest go first.
   const memory = new LRUCache<string, { current: number, endsAt: number }>({ max: 100_000 })
   let warned = false
   // Sent by its SHA (EVALSHA) once Redis has it: ioredis loads it on NOSCRIPT, so each request
   // carries 40 bytes of digest rather than the script's text.
   type IncrInRedis = (key: string, windowMs: number) => Promise<[number, number]>
+  type ReleaseInRedis = (key: string) => Promise<number>
   let incrInRedis: IncrInRedis | null = null
+  let releaseInRedis: ReleaseInRedis | null = null
   if (redis !== null) {
     redis.defineCommand('tenantkeyWindowIncr', { numberOfKeys: 1, lua: INCR_LUA })
-    const command = (redis as unknown as { tenantkeyWindowIncr: IncrInRedis }).tenantkeyWindowIncr
-    incrInRedis = (key, windowMs) => command.call(redis, key, windowMs)
+    redis.defineCommand('tenantkeyWindowRelease', { numberOfKeys: 1, lua: RELEASE_LUA })
+    const commands = redis as unknown as { tenantkeyWindowIncr: IncrInRedis, tenantkeyWindowRelease: ReleaseInRedis }
+    incrInRedis = (key, windowMs) => commands.tenantkeyWindowIncr.call(redis, key, windowMs)
+    releaseInRedis = key => commands.tenantkeyWindowRelease.call(redis, key)
   }
 
   function countInMemory (key: string, windowMs: number): WindowCount {
@@ -63,17 +82,34 @@ export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOpt
     return { current: entry.current, ttl: entry.endsAt - now }
   }
 
-  return async function incr (key, windowMs) {
-    if (incrInRedis !== null && redis?.status === 'ready') {
-      try {
-        const [current, ttl] = await incrInRedis(keyPrefix + key, windowMs)
-        warned = false
-        return { current, ttl }
-      } catch (error) {
-        if (!warned) log.warn({ err: error }, 'rate limit: redis unavailable, counting in process memory')
-        warned = true
+  function releaseInMemory (key: string): void {
+    const entry = memory.get(key)
+    if (entry !== undefined && entry.endsAt > Date.now() && entry.current > 0) entry.current--
+  }
+
+  return {
+    async incr (key, windowMs) {
+      if (incrInRedis !== null && redis?.status === 'ready') {
+        try {
+          const [current, ttl] = await incrInRedis(keyPrefix + key, windowMs)
+          warned = false
+          return { current, ttl }
+        } catch (error) {
+          if (!warned) log.warn({ err: error }, 'rate limit: redis unavailable, counting in process memory')
+          warned = true
+        }
       }
+      return countInMemory(key, windowMs)
+    },
+    // Given back where it was most likely counted: Redis when it answers, else memory.
+    async release (key) {
+      if (releaseInRedis !== null && redis?.status === 'ready') {
+        try {
+          await releaseInRedis(keyPrefix + key)
+          return
+        } catch {}
+      }
+      releaseInMemory(key)
     }
-    return countInMemory(key, windowMs)
   }
 }

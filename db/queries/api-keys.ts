@@ -159,11 +159,13 @@ export async function findApiKeyWithOrg (db: Kysely<Database>, keyId: string): P
     .where('k.id', '=', keyId).executeTakeFirst()
 }
 
-export type ApiKeyCredential = Pick<ApiKeyRow, 'id' | 'org_id' | 'key_hash' | 'prefix' | 'expires_at' | 'revoked_at' | 'last_used_at'>
+/** What the /public guard needs of a key: its validity and the settings it enforces (§9). */
+export type ApiKeyCredential = Pick<ApiKeyRow, 'id' | 'org_id' | 'key_hash' | 'prefix' | 'expires_at' | 'revoked_at' | 'last_used_at' |
+'scopes' | 'allowed_ips' | 'rate_limit_max' | 'rate_limit_window_seconds'>
 
 export async function findApiKeyByHash (db: Kysely<Database>, keyHash: string): Promise<ApiKeyCredential | undefined> {
   return await db.selectFrom('api_keys')
-    .select(['id', 'org_id', 'key_hash', 'prefix', 'expires_at', 'revoked_at', 'last_used_at'])
+    .select(['id', 'org_id', 'key_hash', 'prefix', 'expires_at', 'revoked_at', 'last_used_at', 'scopes', 'allowed_ips', 'rate_limit_max', 'rate_limit_window_seconds'])
     .where('key_hash', '=', keyHash).executeTakeFirst()
 }
 
