@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Writable } from 'node:stream'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { adminHeaders, build, sessionToken } from '../helper.ts'
+import { adminHeaders, build } from '../helper.ts'
 import { createdKey, keyRoutes, orgAdmin, type OrgAdmin } from '../support/org-keys.ts'
 import { limits } from '../support/rate-limit.ts'
 
