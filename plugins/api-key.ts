@@ -10,6 +10,7 @@ import type { ApiKeyScope } from '../src/api-key-settings.ts'
 import { InsufficientScope, InvalidApiKey, IpNotAllowed, OrgSuspended, RateLimited } from '../src/errors.ts'
 import { slugHeader } from './org-slug.ts'
 import type { ApiKeyOutcome } from './metrics.ts'
+import type { FailureReservation } from './failure-limiter.ts'
 
 export interface AuthenticatedApiKey {
   id: string
@@ -60,6 +61,7 @@ declare module 'fastify' {
 }
 
 const kLoaded = Symbol('apiKeyLoaded')
+const kGuess = Symbol('apiKeyGuess')
 /**
  * The key and org a request uses. keyStamp/orgStamp: the epoch of a cached entry (or of a load
  * another request started), which confirmApiKey checks; null when this request read it itself.
@@ -134,8 +136,11 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
   }
   const orgLoads = new SharedLoads<Org | null>()
 
+  // A lookup of a key not cached reserves one attempt of the guessing budget first (atomically:
+  // concurrent guesses cannot all pass); the attempt counts as a failure unless the key is valid.
   async function refuseWhileGuessing (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const verdict = await app.failureLimiter.isBlocked('apiKey', request.ip)
+    const verdict = await app.failureLimiter.reserve('apiKey', request.ip)
+    ;(request as unknown as Record<symbol, FailureReservation>)[kGuess] = verdict
     if (verdict.blocked) {
       app.metrics.apiKeyOutcome('rate_limited')
       app.metrics.rateLimited('api_key_failures')
@@ -205,6 +210,7 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     if (!hasApiKeyShape(presented) || slug === null) throw new InvalidApiKey()
     const loaded = await load(request, reply, slug, presented)
     check(loaded)
+    await (request as unknown as Record<symbol, FailureReservation | undefined>)[kGuess]?.release()
     request.org = loaded.org
     request.apiKey = authenticated(loaded.key, loaded.org)
     request.orgEpoch = cache.readEpoch(loaded.org.id)
@@ -215,10 +221,13 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     try {
       await authenticate(request, reply)
     } catch (error) {
+      // A reserved attempt is already counted; one refused before any lookup is counted now.
+      // Anything else (a suspended org, a store down) is no guess: its reservation is released.
+      const reserved = (request as unknown as Record<symbol, FailureReservation | undefined>)[kGuess]
       if (error instanceof InvalidApiKey) {
         app.metrics.apiKeyOutcome(refusalOf(error))
-        await app.failureLimiter.recordFailure('apiKey', request.ip)
-      }
+        if (reserved === undefined) await app.failureLimiter.recordFailure('apiKey', request.ip)
+      } else await reserved?.release()
       throw error
     }
   })

@@ -16,6 +16,7 @@ import { dummyPasswordHash, verifyPassword } from '../src/passwords.ts'
 import { sha256Hex } from '../src/secrets.ts'
 import { newId } from '../src/ids.ts'
 import { Forbidden, InvalidCredentials, RateLimited, Unauthorized } from '../src/errors.ts'
+import { clientKey, type FailureReservation } from './failure-limiter.ts'
 
 export const REFRESH_TOKEN_TTL_SECONDS = 7 * 86400
 // Rotation keeps a session alive while it is used, but never beyond this after the login.
@@ -79,12 +80,19 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     request.body ??= {}
   }
 
-  async function refuseWhileThrottled (reply: FastifyReply, emailKey: string, ip: string): Promise<void> {
+  /**
+   * Reserves this attempt in both login budgets before the password is checked (atomically:
+   * concurrent guesses cannot all pass a check made before any of them failed), or refuses it
+   * with 429. Returns the reservations, which count as failures unless released.
+   */
+  async function reserveAttempt (reply: FastifyReply, emailKey: string, ip: string): Promise<FailureReservation[]> {
     const [perEmail, perIp] = await Promise.all([
-      app.failureLimiter.isBlocked('login', emailKey),
-      app.failureLimiter.isBlocked('loginIp', ip)
+      app.failureLimiter.reserve('login', emailKey),
+      app.failureLimiter.reserve('loginIp', ip)
     ])
-    if (!perEmail.blocked && !perIp.blocked) return
+    if (!perEmail.blocked && !perIp.blocked) return [perEmail, perIp]
+    // Refused before any password was tried: what one budget held is not a failure.
+    await Promise.all([perEmail.release(), perIp.release()])
     const retryAfter = Math.max(perEmail.retryAfterSeconds, perIp.retryAfterSeconds)
     app.metrics.rateLimited(perEmail.blocked ? 'login' : 'login_ip')
     reply.header('retry-after', String(retryAfter))
@@ -94,20 +102,24 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
   app.post('/login', { schema: schemas.login }, async (request, reply) => {
     const org = request.org!
     const email = request.body.email.trim().toLowerCase()
-    const emailKey = `${email}|${request.ip}`
-    await refuseWhileThrottled(reply, emailKey, request.ip)
+    // Per client address: an IPv4 address, an IPv6 /64 (one host often holds a whole /64).
+    const emailKey = `${email}|${clientKey(request.ip)}`
+    const reservations = await reserveAttempt(reply, emailKey, request.ip)
 
-    const user = await findUserByEmail(app.db, email)
-    // An unknown email costs one scrypt too, so timing does not tell which emails exist.
-    const passwordOk = await verifyPassword(request.body.password, user?.password_hash ?? await dummyPasswordHash())
-    if (user === undefined || !passwordOk) {
-      await Promise.all([
-        app.failureLimiter.recordFailure('login', emailKey),
-        app.failureLimiter.recordFailure('loginIp', request.ip)
-      ])
-      throw new InvalidCredentials()
+    let user: Awaited<ReturnType<typeof findUserByEmail>>
+    let passwordOk = false
+    try {
+      user = await findUserByEmail(app.db, email)
+      // An unknown email costs one scrypt too, so timing does not tell which emails exist.
+      passwordOk = await verifyPassword(request.body.password, user?.password_hash ?? await dummyPasswordHash())
+    } catch (error) {
+      // Not the client's failure (a store is down): give the attempt back.
+      await Promise.all(reservations.map(reservation => reservation.release()))
+      throw error
     }
-    await app.failureLimiter.reset('login', emailKey)
+    // A wrong email or password keeps both reservations: they are the failures counted.
+    if (user === undefined || !passwordOk) throw new InvalidCredentials()
+    await Promise.all([app.failureLimiter.reset('login', emailKey), reservations[1].release()])
 
     const membership = await findMembership(app.db, org.id, user.id)
     if (membership === undefined) throw new Forbidden('You are not a member of this organization')
