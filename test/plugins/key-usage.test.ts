@@ -37,13 +37,28 @@ t.test('known traffic with one key is counted exactly, by outcome, apart from an
   t.same(statuses, [200, 200, 200, 404, 404, 200, 200, 200, 200, 200, 200, 400, 429, 429, 429], 'the traffic made: 12 within the budget, then 429s')
   t.equal((await call(app, slug, keyA.slice(0, -1) + '0', 'GET', '/api/v1/public/org')).statusCode, 401, 'a wrong key authenticates nothing and counts for no key')
   t.equal((await call(app, slug, keyB, 'GET', '/api/v1/public/org')).statusCode, 200)
+  // Key A loses tokens:verify and is fenced to 10.0.0.0/8: the 403s of scope and allowlist are its traffic too.
+  const fenced = await app.inject({
+    method: 'PATCH', url: `/api/v1/org/api-keys/${keyAId}`, headers: { authorization: `Bearer ${admin}`, 'x-org-slug': slug }, payload: { scopes: ['org:read', 'users:read'], allowedIps: ['10.0.0.0/8'] }
+  })
+  t.equal(fenced.statusCode, 200)
+  const fencedCall = (url: string, remoteAddress: string, method: 'GET' | 'POST' = 'GET') => app.inject({
+    method, url, headers: { 'x-org-slug': slug, 'x-api-key': keyA }, remoteAddress, ...(method === 'POST' && { payload: { token: admin } })
+  })
+  const refusals = [
+    await fencedCall('/api/v1/public/verify', '10.1.1.1', 'POST'),
+    await fencedCall('/api/v1/public/verify', '10.1.1.1', 'POST'),
+    await fencedCall('/api/v1/public/org', '192.0.2.1'),
+    await fencedCall(UNKNOWN_USER, '192.0.2.1')
+  ]
+  t.same(refusals.map(r => r.json().code), ['insufficient_scope', 'insufficient_scope', 'ip_not_allowed', 'ip_not_allowed'], 'two 403s of scope, two of the allowlist')
 
   const res = await usage(app, slug, admin, keyAId)
   t.equal(res.statusCode, 200)
   const buckets = res.json().data.usage
   t.ok(buckets.length === 24 || buckets.length === 25, `the last 24 hours, dense: ${buckets.length} buckets`)
   t.same(buckets.slice(0, -1).map((b: Record<string, unknown>) => ({ ...b, start: undefined })), buckets.slice(0, -1).map(() => ({ ...ZERO, start: undefined })), 'earlier hours are zeros')
-  t.match(last(buckets), { total: 15, success: 3 + 2 + 4, clientError: 2 + 1, forbidden: 0, rateLimited: 3, tokensValid: 2, tokensInvalid: 4 })
+  t.match(last(buckets), { total: 19, success: 3 + 2 + 4, clientError: 2 + 1, forbidden: 4, rateLimited: 3, tokensValid: 2, tokensInvalid: 4 })
   t.equal(new Date(last<{ start: string }>(buckets).start).getTime() % 3_600_000, 0, 'buckets start on the hour')
   t.match(last((await usage(app, slug, admin, keyBId)).json().data.usage), { ...ZERO, total: 1, success: 1 }, "key B's traffic is its own")
 
