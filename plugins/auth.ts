@@ -7,12 +7,12 @@ import type { CookieSerializeOptions } from '@fastify/cookie'
 import type { Config } from '../src/config.ts'
 import * as schemas from '../schemas/auth.ts'
 import { ACCESS_TOKEN_TTL_SECONDS, accessTokenFrom } from './auth-jwt.ts'
-import { findUserByEmail } from '../db/queries/users.ts'
+import { findUserByEmail, upgradePasswordHash } from '../db/queries/users.ts'
 import { findMembership } from '../db/queries/memberships.ts'
 import { findLiveSessionPrincipal, insertSession, revokeSession, type SessionPrincipal } from '../db/queries/sessions.ts'
 import { consumeRefreshToken, findRefreshToken, insertRefreshToken } from '../db/queries/refresh-tokens.ts'
 import { recordEvent, SYSTEM_ACTOR, userActor } from '../db/queries/events.ts'
-import { dummyPasswordHash, verifyPassword } from '../src/passwords.ts'
+import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../src/passwords.ts'
 import { sha256Hex } from '../src/secrets.ts'
 import { newId } from '../src/ids.ts'
 import { Forbidden, InvalidCredentials, RateLimited, Unauthorized } from '../src/errors.ts'
@@ -99,6 +99,15 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     throw new RateLimited(`Too many failed login attempts; try again in ${retryAfter} seconds`)
   }
 
+  /** A hash made with older parameters is replaced at login, the only time the password is known. A failure only delays it. */
+  async function upgradeHash (request: FastifyRequest, userId: string, stored: string, password: string): Promise<void> {
+    try {
+      if (await upgradePasswordHash(app.db, userId, stored, await hashPassword(password))) request.log.info({ userId }, 'password hash upgraded to the current parameters')
+    } catch (error) {
+      request.log.warn({ err: error, userId }, 'password hash upgrade failed; retried at the next login')
+    }
+  }
+
   app.post('/login', { schema: schemas.login }, async (request, reply) => {
     const org = request.org!
     const email = request.body.email.trim().toLowerCase()
@@ -120,6 +129,7 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     // A wrong email or password keeps both reservations: they are the failures counted.
     if (user === undefined || !passwordOk) throw new InvalidCredentials()
     await Promise.all([app.failureLimiter.reset('login', emailKey), reservations[1].release()])
+    if (needsRehash(user.password_hash)) await upgradeHash(request, user.id, user.password_hash, request.body.password)
 
     const membership = await findMembership(app.db, org.id, user.id)
     if (membership === undefined) throw new Forbidden('You are not a member of this organization')

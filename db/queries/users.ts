@@ -42,6 +42,17 @@ export async function updateUserPassword (db: Kysely<Database>, id: string, pass
 }
 
 /**
+ * Replaces a password hash made with older parameters by one of the same password made with
+ * today's, unless the password changed meanwhile (a reset between the login's read and this
+ * write): the hash read is the condition. Not an audit event: the password is the same.
+ */
+export async function upgradePasswordHash (db: Kysely<Database>, id: string, from: string, to: string): Promise<boolean> {
+  const result = await db.updateTable('users').set({ password_hash: to })
+    .where('id', '=', id).where('password_hash', '=', from).executeTakeFirst()
+  return result.numUpdatedRows > 0n
+}
+
+/**
  * The account an accepted invitation creates; when the email got an account since the caller
  * looked (ON CONFLICT waits for a concurrent insert to commit), that account instead.
  */
