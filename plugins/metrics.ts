@@ -1,14 +1,19 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
 import type { Config } from '../src/config.ts'
 import type { PoolStats } from '../db/connect.ts'
 import { safeEqual } from '../src/secrets.ts'
 import { Unauthorized } from '../src/errors.ts'
 import * as schemas from '../schemas/metrics.ts'
+import { countDueDeliveries, OVERDUE_AFTER_MS } from '../db/queries/webhooks.ts'
 
 export type ApiKeyOutcome = 'ok' | 'invalid' | 'revoked' | 'expired' | 'rate_limited'
 export const API_KEY_OUTCOMES: readonly ApiKeyOutcome[] = ['ok', 'invalid', 'revoked', 'expired', 'rate_limited']
+
+/** How a webhook delivery attempt ended (plugins/webhooks/sender.ts). */
+export type WebhookAttemptOutcome = 'succeeded' | 'http_error' | 'gone' | 'timeout' | 'network_error' | 'refused_address'
+export const WEBHOOK_ATTEMPT_OUTCOMES: readonly WebhookAttemptOutcome[] = ['succeeded', 'http_error', 'gone', 'timeout', 'network_error', 'refused_address']
 
 /** What other plugins report; each call is a counter increment, cheap enough for the hot path. */
 export interface Metrics {
@@ -17,6 +22,10 @@ export interface Metrics {
   cacheMiss: (cache: string) => void
   /** a request refused by a limiter, e.g. 'api_key' (per-key budget), 'api_key_failures', 'login' */
   rateLimited: (limiter: string) => void
+  /** one webhook delivery attempt: how it ended and how long it took */
+  webhookAttempt: (outcome: WebhookAttemptOutcome, seconds: number) => void
+  /** a webhook delivery finished for good */
+  webhookDelivery: (status: 'succeeded' | 'failed') => void
   /** this app's metrics and the process metrics, as /metrics serves them */
   registry: Registry
 }
@@ -97,6 +106,34 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
     }
   })
 
+  const attemptTotal = counted('tenantkey_webhook_attempts_total', 'Webhook delivery attempts, by outcome: succeeded (2xx), http_error (another status), gone (410: the webhook was deactivated), timeout, network_error, refused_address (the SSRF guard).', ['outcome'])
+  const attemptTotals = new Map(WEBHOOK_ATTEMPT_OUTCOMES.map(outcome => [outcome, attemptTotal({ outcome })]))
+  const deliveryTotal = counted('tenantkey_webhook_deliveries_total', 'Webhook deliveries finished, by status: succeeded, or failed after the last attempt of WEBHOOK_RETRY_SCHEDULE (or a 410).', ['status'])
+  const deliveryTotals = { succeeded: deliveryTotal({ status: 'succeeded' }), failed: deliveryTotal({ status: 'failed' }) }
+  const attemptDuration = new Histogram({
+    name: 'tenantkey_webhook_attempt_duration_seconds',
+    help: 'Time of one webhook delivery attempt, from the check of its URL to the end of the answer (at most WEBHOOK_TIMEOUT).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry]
+  })
+  const db = app.db
+  new Gauge({ // eslint-disable-line no-new -- registered in the registry, read at scrape time
+    name: 'tenantkey_webhook_queue_depth',
+    help: `Pending webhook deliveries whose attempt is due (state="due"), and of those the ones due for over ${OVERDUE_AFTER_MS / 1000} s (state="overdue": the workers are behind). Counted in the database, so every instance reports the whole queue.`,
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect () {
+      try {
+        const { due, overdue } = await countDueDeliveries(db)
+        this.set({ state: 'due' }, due)
+        this.set({ state: 'overdue' }, overdue)
+      } catch {
+        // The database is down: /ready says so; the scrape still answers with the other metrics.
+        this.reset()
+      }
+    }
+  })
+
   const poolStats = app.database.poolStats
   if (app.database.kind === 'postgres') {
     const poolGauge = (name: string, help: string, read: (stats: PoolStats) => number): void => {
@@ -120,6 +157,11 @@ async function metricsPlugin (app: FastifyInstance, { config }: { config: Config
     cacheHit: (cache: string) => { cacheEntry(cache).hits.value++ },
     cacheMiss: (cache: string) => { cacheEntry(cache).misses.value++ },
     rateLimited: (limiter: string) => { rejectionTotal({ limiter }).value++ },
+    webhookAttempt: (outcome: WebhookAttemptOutcome, seconds: number) => {
+      (attemptTotals.get(outcome) ?? attemptTotal({ outcome })).value++
+      attemptDuration.observe(seconds)
+    },
+    webhookDelivery: (status: 'succeeded' | 'failed') => { deliveryTotals[status].value++ },
     registry: Registry.merge([processMetrics(), registry])
   } satisfies Metrics)
 

@@ -8,7 +8,9 @@ export const metrics = {
   summary: 'Prometheus metrics',
   description: 'Prometheus text exposition format: request duration by route pattern and status, API-key ' +
     'verification outcomes, cache hits and misses (and the hit ratio), rate-limit rejections, database pool ' +
-    'use (PostgreSQL), and the process metrics. When `METRICS_TOKEN` is set it must be sent as ' +
+    'use (PostgreSQL), webhook deliveries (`tenantkey_webhook_attempts_total` by outcome, `tenantkey_webhook_deliveries_total` ' +
+    'by final status, `tenantkey_webhook_attempt_duration_seconds`, and `tenantkey_webhook_queue_depth` with `state` `due` ' +
+    'and `overdue` — due for over a minute), and the process metrics. When `METRICS_TOKEN` is set it must be sent as ' +
     '`Authorization: Bearer <METRICS_TOKEN>` (401 otherwise); unset, the endpoint is open, so keep it off ' +
     'public networks.',
   response: {

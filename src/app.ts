@@ -30,6 +30,8 @@ import auditRetention from '../plugins/events/retention.ts'
 import secretScanning from '../plugins/secret-scanning.ts'
 import keyUsage, { keyUsageRoutes } from '../plugins/key-usage.ts'
 import invites from '../plugins/invites/index.ts'
+import webhooks from '../plugins/webhooks/index.ts'
+import type { WebhookNetwork } from '../plugins/webhooks/sender.ts'
 
 export interface BuildOptions {
   /** an already migrated database owned by the caller; otherwise one is opened from config */
@@ -38,6 +40,8 @@ export interface BuildOptions {
   logStream?: DestinationStream
   /** human-readable, coloured log lines (pino-pretty in a worker thread) instead of JSON: for a terminal */
   prettyLogs?: boolean
+  /** tests only: how webhook receivers' names resolve and which extra CA their certificates may chain to */
+  webhookNetwork?: WebhookNetwork
 }
 
 // Never let a secret reach a log line, whatever a serializer or a handler logs. No path starts
@@ -126,7 +130,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(rateLimit, { config })
   await app.register(health)
   await app.register(metricsRoute, { config })
-  await app.register(apiV1, { prefix: '/api/v1', config })
+  await app.register(apiV1, { prefix: '/api/v1', config, webhookNetwork: options.webhookNetwork })
   return app
 }
 
@@ -150,16 +154,16 @@ function holdsNul (value: unknown): boolean {
   return Object.entries(value).some(([key, item]) => key.includes('\u0000') || holdsNul(item))
 }
 
-const apiV1: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
+const apiV1: FastifyPluginAsyncTypebox<{ config: Config, webhookNetwork?: WebhookNetwork }> = async (app, { config, webhookNetwork }) => {
   app.addHook('preSerialization', wrapSuccess)
   await app.register(admin, { prefix: '/admin', config })
-  await app.register(withUserSessions, { config })
+  await app.register(withUserSessions, { config, webhookNetwork })
   await app.register(publicRoutes, { prefix: '/public' })
   await app.register(secretScanning, { config })
 }
 
 /** The routes of signed-in users: the only ones that read or set cookies, so only they pay for the cookie hooks. */
-const withUserSessions: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
+const withUserSessions: FastifyPluginAsyncTypebox<{ config: Config, webhookNetwork?: WebhookNetwork }> = async (app, { config, webhookNetwork }) => {
   await app.register(cookie)
   await app.register(auth, { prefix: '/auth', config })
   await app.register(orgKeys, { prefix: '/org', config })
@@ -167,4 +171,5 @@ const withUserSessions: FastifyPluginAsyncTypebox<{ config: Config }> = async (a
   await app.register(org, { prefix: '/org' })
   await app.register(orgAuditEvents, { prefix: '/org' })
   await app.register(invites, { config })
+  await app.register(webhooks, { config, network: webhookNetwork })
 }

@@ -46,8 +46,13 @@ export interface OutboxWorkerOptions<Row> {
   leaseMs: number
   /** how often an idle worker looks for due rows written by other instances or retried later */
   pollIntervalMs: number
-  /** rows claimed and attempted at once */
+  /** rows claimed at once */
   batchSize?: number
+  /**
+   * attempts in flight at most (default batchSize). Rows are claimed as room frees up, so a slow
+   * attempt (a receiver that answers only at its timeout) holds up one slot, not the next batch.
+   */
+  concurrency?: number
   /** one attempt; the signal aborts it when the worker stops. A throw counts as a failed attempt. */
   attempt: (row: Row, signal: AbortSignal) => Promise<AttemptOutcome>
   /** columns written when a row leaves 'pending' for good (e.g. erase a secret it held) */
@@ -77,6 +82,8 @@ export function firstAttemptAt (retryScheduleMs: readonly number[]): RawBuilder<
 export function startOutboxWorker<Row extends { id: string }> (options: OutboxWorkerOptions<Row>): OutboxWorker {
   const { db, log, table, retryScheduleMs, leaseMs } = options
   const batchSize = options.batchSize ?? 10
+  const concurrency = Math.max(1, options.concurrency ?? batchSize)
+  const inFlight = new Set<Promise<void>>()
   const whenFinished = options.whenFinished ?? {}
   const stopping = new AbortController()
   let running: Promise<number> | null = null
@@ -84,7 +91,7 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
   let retryTimer: NodeJS.Timeout | null = null
   let retryTimerAt = Infinity
 
-  async function claim (): Promise<{ leaseId: string, rows: Row[] }> {
+  async function claim (limit: number): Promise<{ leaseId: string, rows: Row[] }> {
     const leaseId = randomUUID()
     // A CTE with FOR UPDATE runs once: exactly the rows it locked are leased.
     const { rows } = await sql<Row>`
@@ -92,7 +99,7 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
         select id from ${sql.table(table)}
         where status = 'pending' and next_attempt_at <= now() and (leased_until is null or leased_until <= now())
         order by next_attempt_at
-        limit ${batchSize}
+        limit ${limit}
         for update skip locked
       )
       update ${sql.table(table)} as t
@@ -155,22 +162,33 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
     else if (!outcome.done) log.warn({ outbox: options.name, id: row.id, attempt: Number((row as { attempts?: number }).attempts ?? 0) + 1, error: outcome.error }, 'outbox: attempt failed')
   }
 
+  /** Claims due rows while there is room, and starts their attempts; returns without waiting for them. */
   async function runBatches (): Promise<number> {
     let total = 0
     do {
       again = false
       while (!stopping.signal.aborted) {
-        const { leaseId, rows } = await claim()
-        if (rows.length === 0) break
-        await Promise.all(rows.map(row => attemptOne(row, leaseId)))
+        const room = concurrency - inFlight.size
+        if (room <= 0) {
+          await Promise.race(inFlight)
+          continue
+        }
+        const wanted = Math.min(batchSize, room)
+        const { leaseId, rows } = await claim(wanted)
+        for (const row of rows) {
+          const attempt: Promise<void> = attemptOne(row, leaseId)
+            .catch(error => log.warn({ err: error, outbox: options.name, id: row.id }, 'outbox: could not record an attempt; the row is retried when its lease ends'))
+            .finally(() => inFlight.delete(attempt))
+          inFlight.add(attempt)
+        }
         total += rows.length
-        if (rows.length < batchSize) break
+        if (rows.length < wanted) break
       }
     } while (again && !stopping.signal.aborted)
     return total
   }
 
-  function runNow (): Promise<number> {
+  function claimLoop (): Promise<number> {
     if (running !== null) {
       again = true
       return running
@@ -179,9 +197,16 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
     return running
   }
 
+  /** Claims what is due and waits for those attempts (and any already in flight). */
+  async function runNow (): Promise<number> {
+    const attempted = await claimLoop()
+    await Promise.allSettled([...inFlight])
+    return attempted
+  }
+
   function runInBackground (): void {
     if (stopping.signal.aborted) return
-    runNow().catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
+    claimLoop().catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
   }
 
   // A retry due before the next poll gets a timer, so short schedules are kept. Every such time
@@ -223,6 +248,7 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
       if (retryTimer !== null) clearTimeout(retryTimer)
       stopping.abort()
       await running?.catch(() => {})
+      await Promise.allSettled([...inFlight])
     }
   }
 }

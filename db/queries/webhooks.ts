@@ -5,6 +5,8 @@ import type { Database, OutboxStatus, WebhookDeliveryRow, WebhookRow } from '../
 /** The NOTIFY channel a committed delivery is announced on; the delivery workers listen to it. */
 export const WEBHOOK_DELIVERIES_CHANNEL = 'tenantkey_webhook_deliveries'
 export const MAX_WEBHOOKS_PER_ORG = 20
+/** A delivery due for longer than this is overdue (/metrics): the workers are behind. */
+export const OVERDUE_AFTER_MS = 60_000
 
 export interface Webhook {
   id: string
@@ -228,4 +230,13 @@ export async function deleteDeliveriesBefore (trx: Kysely<Database>, before: Dat
     .where('id', 'in', eb => eb.selectFrom('webhook_deliveries').select('id').where('id', '<', bound).orderBy('id').limit(limit))
     .executeTakeFirst()
   return Number(result.numDeletedRows)
+}
+
+/** Pending deliveries due now, and those due for over OVERDUE_AFTER_MS (the partial index on next_attempt_at finds them). */
+export async function countDueDeliveries (db: Kysely<Database>): Promise<{ due: number, overdue: number }> {
+  const { rows } = await sql<{ due: number, overdue: number }>`
+    select count(*)::int as due,
+           count(*) filter (where next_attempt_at <= now() - ${OVERDUE_AFTER_MS} * interval '1 millisecond')::int as overdue
+    from webhook_deliveries where status = 'pending' and next_attempt_at <= now()`.execute(db)
+  return rows[0] ?? { due: 0, overdue: 0 }
 }
