@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { build, createOrgWithMember, createApiKey, adminHeaders, sharedDatabase, sessionToken } from '../helper.ts'
+import { generateApiKey } from '../../src/api-key-format.ts'
 
 const INVALID = { status: 'error', message: 'Invalid API key', code: 'invalid_api_key' }
 
@@ -143,4 +144,25 @@ t.test('lastUsedAt: written on first use, then not on every request, flushed on 
   const { handle } = await sharedDatabase()
   const row = await handle.db.selectFrom('api_keys').select('last_used_at').where('id', '=', id).executeTakeFirstOrThrow()
   t.ok(row.last_used_at !== null && first !== null && row.last_used_at > first, 'the latest use is written on shutdown')
+})
+
+t.test('an address blocked for guessing keys may still use a key this instance has seen valid; unknown keys wait', async t => {
+  const app = await build(t, { apiKeyFailureMax: 3 })
+  const fixture = await createOrgWithMember(app)
+  const known = await createApiKey(app, fixture, { name: 'known' })
+  const unseen = await createApiKey(app, fixture, { name: 'never used here' })
+  // Behind a load balancer with TRUST_PROXY unset, every client has this one address.
+  const proxy = '203.0.113.77'
+  const from = (key: string) => app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-org-slug': fixture.org.slug, 'x-api-key': key }, remoteAddress: proxy })
+  t.equal((await from(known.key)).statusCode, 200, 'the known key is seen valid once')
+  for (let i = 0; i < 3; i++) t.equal((await from(generateApiKey())).statusCode, 401, 'a made-up key')
+  t.equal((await from(generateApiKey())).statusCode, 429, 'the address is now blocked for unknown keys')
+  // The key's cache entry expires (60 s): simulated by dropping every entry.
+  app.publicCache.keys.clear()
+  app.publicCache.orgs.clear()
+  const res = await from(known.key)
+  t.equal(res.statusCode, 200, 'the key this instance has seen valid still works from the blocked address')
+  t.equal(res.json().data.org.id, fixture.org.id)
+  t.equal((await from(unseen.key)).statusCode, 429, 'a key this instance has not seen valid waits, like any unknown key')
+  t.equal((await from(generateApiKey())).statusCode, 429)
 })
