@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
+import type { ApiKeyScope } from '../src/api-key-settings.ts'
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
@@ -71,7 +72,7 @@ export interface ApiKeysTable {
   revoked_at: NullableTimestamp
   revoked_by: string | null
   description: string | null
-  scopes: ColumnType<string[], string[] | undefined, string[]>
+  scopes: ColumnType<ApiKeyScope[], ApiKeyScope[] | undefined, ApiKeyScope[]>
   /** the key's own budget (§9); both null: the org's, else the service default */
   rate_limit_max: number | null
   rate_limit_window_seconds: number | null

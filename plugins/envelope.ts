@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { EMAIL_PATTERN } from '../schemas/common.ts'
 
 interface RenderedError { statusCode: number, code: string, message: string }
 
@@ -68,6 +69,8 @@ function validationMessage (error: FastifyError): string {
   const field = path === '' ? context : `${context}.${path}`
   // Ajv says only "must be equal to one of the allowed values": name them.
   if (first.keyword === 'enum' && Array.isArray(params?.allowedValues)) return `${field} must be one of: ${params.allowedValues.join(', ')}`
+  // The email rule is a pattern too long to read in a message: say what it means.
+  if (first.keyword === 'pattern' && params?.pattern === EMAIL_PATTERN) return `${field} must match format "email"`
   return `${field} ${first.message ?? 'is invalid'}`
 }
 

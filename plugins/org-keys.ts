@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import * as schemas from '../schemas/api-keys.ts'
 import { apiKeyDisplayPrefix, generateApiKey, hashApiKey } from '../src/api-key-format.ts'
-import { API_KEY_SCOPES, checkKeyRateLimit, normaliseAllowedIps, orgRateLimit, type RateLimit } from '../src/api-key-settings.ts'
+import { API_KEY_SCOPES, checkKeyRateLimit, normaliseAllowedIps, orgRateLimit, type ApiKeyScope, type RateLimit } from '../src/api-key-settings.ts'
 import type { Config } from '../src/config.ts'
 import { idPattern, newId } from '../src/ids.ts'
 import { Conflict, NotFound, ValidationFailed } from '../src/errors.ts'
@@ -43,7 +43,7 @@ function futureDate (value: string): Date {
 interface SettingsBody {
   name?: string
   description?: string | null
-  scopes?: string[]
+  scopes?: ApiKeyScope[]
   rateLimit?: RateLimit | null
   allowedIps?: string[]
   expiresAt?: string | null

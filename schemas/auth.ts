@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import { ActiveStatus, Email, Membership, NoAuth, OrgRole, OrgSlugHeader, PublicUser, Success, errorResponse, errors, withSuccessExample } from './common.ts'
 
 const tags = ['Auth']
@@ -31,8 +31,8 @@ const AuthTokens = Type.Object({
 })
 const EXAMPLE_TOKENS = { accessToken: EXAMPLE_ACCESS_TOKEN, refreshToken: EXAMPLE_REFRESH_TOKEN, user: EXAMPLE_USER, membership: { role: 'org_admin', status: 'active' } }
 
-function signedIn (description: string): TSchema {
-  return Type.Object({ status: Type.Literal('success'), data: AuthTokens }, { description, headers: SET_COOKIE_HEADERS, examples: [{ status: 'success', data: EXAMPLE_TOKENS }] })
+function signedIn (description: string) {
+  return Success(AuthTokens, { description, headers: SET_COOKIE_HEADERS, examples: [{ status: 'success', data: EXAMPLE_TOKENS }] })
 }
 
 const tooManyFailures = errorResponse(429, ['Too many failed login attempts; try again in 840 seconds', 'rate_limited'])
@@ -103,10 +103,7 @@ export const logout = {
   headers,
   body: Type.Object({ refreshToken: Type.Optional(RefreshToken) }, { additionalProperties: false, examples: [{}] }),
   response: {
-    200: Type.Object({
-      status: Type.Literal('success'),
-      data: Type.Object({ message: Type.String({ description: 'Always "Logged out successfully"', examples: ['Logged out successfully'] }) })
-    }, { description: 'Logged out; cookies cleared', examples: [{ status: 'success', data: { message: 'Logged out successfully' } }], headers: { 'Set-Cookie': { type: 'string', description: 'Expired access_token, refresh_token and partial_token cookies' } } }) as TSchema,
+    200: Success(Type.Object({ message: Type.String({ description: 'Always "Logged out successfully"', examples: ['Logged out successfully'] }) }), { description: 'Logged out; cookies cleared', examples: [{ status: 'success', data: { message: 'Logged out successfully' } }], headers: { 'Set-Cookie': { type: 'string', description: 'Expired access_token, refresh_token and partial_token cookies' } } }),
     ...missingSlug,
     ...errorResponse(403, ['Organization is suspended', 'org_suspended']),
     ...unknownOrg,

@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema, type TObject, type TString, type TUnsafe } from '@sinclair/typebox'
+import { Type, type Static, type TSchema, type TString, type TUnsafe } from '@sinclair/typebox'
 import { idPattern, type IdPrefix } from '../src/ids.ts'
 
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601 UTC timestamp with milliseconds', examples: ['2025-05-23T12:00:00.000Z'] })
@@ -76,9 +76,21 @@ export const ErrorResponse = Type.Object({
   code: Type.String({ description: 'Stable machine-readable snake_case code', examples: ['validation_failed'] })
 }, { $id: 'ErrorResponse', description: 'Error envelope' })
 
-/** `{ status: "success", data }` — what every /api/v1 route answers on success. */
-export function Success<T extends TObject> (data: T, description = 'Success'): TObject {
-  return Type.Object({ status: Type.Literal('success'), data }, { description })
+/**
+ * `{ status: "success", data }` — what every /api/v1 route answers on success. The schema is the
+ * envelope (what is serialized and documented), its static type is `data`'s: a handler returns the
+ * data and the envelope plugin wraps it (wrapSuccess), so tsc checks each handler's return value
+ * against the documented response.
+ */
+export function Success<T extends TSchema> (data: T, options: string | SuccessOptions = 'Success'): TUnsafe<Static<T>> {
+  return Type.Unsafe<Static<T>>(Type.Object({ status: Type.Literal('success'), data }, typeof options === 'string' ? { description: options } : options))
+}
+
+/** What a success response documents beside its body. */
+export interface SuccessOptions {
+  description: string
+  headers?: Record<string, unknown>
+  examples?: unknown[]
 }
 
 /** A success schema carrying an example body (`{ status: "success", data }`) for the OpenAPI document. */
@@ -108,7 +120,11 @@ export type ErrorExample = [message: string, code: string]
  * examples stay beside it in the OpenAPI document) with one realistic example per cause, named by
  * its code and summarised by its message in Swagger UI's example menu.
  */
-export function errorResponse (status: number, ...examples: ErrorExample[]): Record<number, TSchema> {
+/** An error response's schema: the envelope's static type, so a route's reply type stays exact. */
+export type ErrorSchema = TUnsafe<Static<typeof ErrorResponse>>
+export type ErrorResponses = Record<number, ErrorSchema>
+
+export function errorResponse (status: number, ...examples: ErrorExample[]): ErrorResponses {
   const known = ERROR_DEFAULTS[status] ?? { description: 'Error', example: ['Error', 'error'] }
   const shown = examples.length > 0 ? examples : [known.example]
   const named: Record<string, { summary: string, value: Static<typeof ErrorResponse> }> = {}
@@ -132,7 +148,7 @@ export function errorResponse (status: number, ...examples: ErrorExample[]): Rec
  * not JSON, too large or of another type (400, 413, 415; any method but GET and HEAD parses a
  * body), and a store that does not answer (503). The swagger plugin adds them to every route.
  */
-export function frameworkErrors (route: { method: string | string[], url: string }): Record<number, TSchema> {
+export function frameworkErrors (route: { method: string | string[], url: string }): ErrorResponses {
   const statuses = [503]
   if (route.url.includes(':')) statuses.push(400, 414)
   const methods = [route.method].flat()
@@ -141,7 +157,7 @@ export function frameworkErrors (route: { method: string | string[], url: string
 }
 
 /** Error responses of a route with the default example of each status; override with errorResponse. */
-export function errors (...statuses: number[]): Record<number, TSchema> {
+export function errors (...statuses: number[]): ErrorResponses {
   return Object.assign({}, ...statuses.map(status => errorResponse(status)))
 }
 

@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import { ActiveStatus, Email, Id, OrgRole, OrgSlugHeader, PublicUser, Success, Timestamp, errorResponse, errors, withSuccessExample, type ErrorExample, NoAuth } from './common.ts'
 
 const tags = ['Invitations']
@@ -66,7 +66,7 @@ tooMany[429] = {
 const alreadyMember: ErrorExample = ['grace@acme.test is already a member of this organization', 'conflict']
 const noLink: ErrorExample = ['Invitation mail needs a link: set the organization\'s appUrl or INVITE_URL', 'conflict']
 
-function inviteAnswer (description: string): TSchema {
+function inviteAnswer (description: string) {
   return withSuccessExample(Success(Type.Object({ invite: Invite, inviteToken: Type.Optional(InviteToken) }), description), { invite: EXAMPLE_INVITE, inviteToken: EXAMPLE_TOKEN })
 }
 
@@ -172,15 +172,12 @@ export const acceptInvite = {
     password: Type.Optional(Type.String({ minLength: 10, maxLength: 1024, description: 'Password for a new account, at least 10 characters (required when no account has the invited email)', examples: ['correct horse battery staple'] }))
   }, { additionalProperties: false, examples: [{ token: EXAMPLE_TOKEN, name: 'Grace Hopper', password: 'correct horse battery staple' }, { token: EXAMPLE_TOKEN }] }),
   response: {
-    200: Type.Object({
-      status: Type.Literal('success'),
-      data: Type.Object({
-        accessToken: Type.String({ description: 'JWT (HS256) valid for 15 minutes, as login', examples: [EXAMPLE_ACCESS_TOKEN] }),
-        refreshToken: Type.String({ description: 'Opaque, single-use refresh token valid for 7 days, as login', examples: [EXAMPLE_REFRESH_TOKEN] }),
-        user: PublicUser,
-        membership: Type.Object({ role: OrgRole, status: ActiveStatus }, { description: 'The new membership' })
-      })
-    }, {
+    200: Success(Type.Object({
+      accessToken: Type.String({ description: 'JWT (HS256) valid for 15 minutes, as login', examples: [EXAMPLE_ACCESS_TOKEN] }),
+      refreshToken: Type.String({ description: 'Opaque, single-use refresh token valid for 7 days, as login', examples: [EXAMPLE_REFRESH_TOKEN] }),
+      user: PublicUser,
+      membership: Type.Object({ role: OrgRole, status: ActiveStatus }, { description: 'The new membership' })
+    }), {
       description: 'Joined and logged in; cookies set as login',
       headers: { 'Set-Cookie': { type: 'string', description: '`access_token` (15 minutes) and `refresh_token` (7 days), as login' } },
       examples: [{
@@ -192,7 +189,7 @@ export const acceptInvite = {
           membership: { role: 'member', status: 'active' }
         }
       }]
-    }) as TSchema,
+    }),
     ...errorResponse(400, ['Invalid or expired invitation', 'invalid_invite'], missingSlug,
       ['body.name and body.password are required: no account has the invited email yet', 'validation_failed'],
       ['body.password must NOT have fewer than 10 characters', 'validation_failed']),

@@ -1,5 +1,5 @@
-import { Type, type TObject, type TSchema } from '@sinclair/typebox'
-import { Membership, Org, OrgSlugHeader, PublicUser, Success, errorResponse, errors, withSuccessExample, type ErrorExample } from './common.ts'
+import { Type } from '@sinclair/typebox'
+import { Membership, Org, OrgSlugHeader, PublicUser, Success, errorResponse, errors, withSuccessExample, type ErrorExample, type ErrorResponses } from './common.ts'
 
 const tags = ['Public']
 const security: Array<Record<string, string[]>> = [{ apiKey: [] }]
@@ -46,8 +46,8 @@ function limited<T extends ReturnType<typeof Success>> (schema: T, data: unknown
 
 // The guard's answers, the same on every /public route. 429 is either the per-key limit (with the
 // X-RateLimit-* headers) or the per-IP guard on failed keys.
-function publicErrors (scope: string, route: string, ...extra: Array<Record<number, TSchema>>): Record<number, TSchema> {
-  const out: Record<number, TSchema> = {
+function publicErrors (scope: string, route: string, ...extra: ErrorResponses[]): ErrorResponses {
+  const out: ErrorResponses = {
     ...errorResponse(400, missingSlug),
     ...errorResponse(401, ['Invalid API key', 'invalid_api_key']),
     ...errorResponse(403,
@@ -97,21 +97,17 @@ export const verify = {
     token: Type.String({ description: 'The user access token (JWT) to verify', examples: ['eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9…'] })
   }, { examples: [{ token: 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9…' }] }),
   response: {
-    // Typed as a plain object, like Success(): routes return the data and the envelope wraps it.
-    200: Type.Object({
-      status: Type.Literal('success'),
-      data: Type.Union([
-        Type.Object({ valid: Type.Literal(true), user: PublicUser, membership: Membership, org: VerifiedOrg }, { description: 'The token is valid for this org' }),
-        Type.Object({ valid: Type.Literal(false) }, { description: 'The token is not valid for this org' })
-      ])
-    }, {
+    200: Success(Type.Union([
+      Type.Object({ valid: Type.Literal(true), user: PublicUser, membership: Membership, org: VerifiedOrg }, { description: 'The token is valid for this org' }),
+      Type.Object({ valid: Type.Literal(false) }, { description: 'The token is not valid for this org' })
+    ]), {
       description: 'Whether the token is valid for this org (always 200 once the key is accepted)',
       headers: rateLimitHeaders,
       examples: [
         { status: 'success', data: { valid: true, user: EXAMPLE_USER, membership: EXAMPLE_MEMBERSHIP, org: { id: EXAMPLE_ORG.id, name: EXAMPLE_ORG.name, slug: EXAMPLE_ORG.slug, plan: EXAMPLE_ORG.plan, status: EXAMPLE_ORG.status } } },
         { status: 'success', data: { valid: false } }
       ]
-    }) as TObject,
+    }),
     ...publicErrors('tokens:verify', 'POST /api/v1/public/verify', errorResponse(400, ['body.token is required', 'validation_failed'], missingSlug), errors(413, 415))
   }
 }

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely'
 import type { ApiKeyRow, ApiKeyUpdate, Database, NewApiKey } from '../database.ts'
+import type { ApiKeyScope } from '../../src/api-key-settings.ts'
 
 /** The full key object of §9: what every key route answers and every api_key.* event holds (never the key). */
 export interface ApiKey {
@@ -11,7 +12,7 @@ export interface ApiKey {
   expiresAt: string | null
   lastUsedAt: string | null
   description: string | null
-  scopes: string[]
+  scopes: ApiKeyScope[]
   rateLimit: { max: number, windowSeconds: number } | null
   allowedIps: string[]
   createdBy: { type: 'user', id: string } | { type: 'admin' | 'system' }
@@ -61,7 +62,7 @@ export function toApiKey (row: ApiKeyRow, now = new Date()): ApiKey {
 export interface ApiKeySettings {
   name: string
   description: string | null
-  scopes: string[]
+  scopes: ApiKeyScope[]
   rateLimit: { max: number, windowSeconds: number } | null
   allowedIps: string[]
   expiresAt: Date | null
