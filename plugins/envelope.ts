@@ -95,8 +95,10 @@ async function envelope (app: FastifyInstance): Promise<void> {
  * Fastify's `frameworkErrors` option: a malformed URL or an overlong path parameter is
  * answered before routing, where the error handler does not run; render it the same way.
  */
-export function frameworkErrors (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const rendered = renderError(error)
+  // No onSend hook runs for these answers: the headers every response carries (app.ts), here.
+  reply.header('x-request-id', request.id).header('x-content-type-options', 'nosniff').header('cache-control', 'no-store')
   reply.code(rendered.statusCode).send({ status: 'error', message: rendered.message, code: rendered.code })
 }
 

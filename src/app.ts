@@ -94,8 +94,14 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     ajv: { customOptions: { removeAdditional: true, coerceTypes: false, allErrors: false } }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  // Every response, errors and 404s included (§1): the request id; nosniff; and no-store, since
+  // tokens, keys and secrets must never sit in a cache (not on /docs, whose static files may be
+  // cached; the docs plugin forbids framing them instead). One hook that already runs for every
+  // response, so the cost is two header writes and a prefix test.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id)
+    reply.header('x-content-type-options', 'nosniff')
+    if (!request.url.startsWith('/docs')) reply.header('cache-control', 'no-store')
     done(null, payload)
   })
 
