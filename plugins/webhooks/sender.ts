@@ -48,10 +48,15 @@ export function createSender (options: { timeoutMs: number, allowPrivate: boolea
 
   async function send (input: { url: string, headers: Record<string, string>, body: string, signal: AbortSignal }): Promise<SendResult> {
     const timeout = AbortSignal.timeout(options.timeoutMs)
+    // Checked again before every attempt (DNS can change since the URL was set); the connection
+    // itself is then pinned by the agent's lookup.
     try {
-      // Checked again before every attempt (DNS can change since the URL was set); the connection
-      // itself is then pinned by the agent's lookup.
       await checkWebhookUrl(input.url, guard)
+    } catch (error) {
+      if (error instanceof RefusedUrl) return { outcome: 'refused_address', error: `refused: the URL ${error.message}` }
+      throw error
+    }
+    try {
       const response = await request(input.url, {
         method: 'POST',
         headers: input.headers,
@@ -66,9 +71,9 @@ export function createSender (options: { timeoutMs: number, allowPrivate: boolea
     } catch (error) {
       if (input.signal.aborted) throw error
       if (timeout.aborted) return { outcome: 'timeout', error: `no answer within WEBHOOK_TIMEOUT (${options.timeoutMs} ms)` }
-      if (error instanceof RefusedUrl) return { outcome: 'refused_address', error: `refused: the URL ${error.message}` }
+      // The connection's own lookup refused what the name resolved to at that moment (rebinding).
+      if (error instanceof RefusedUrl) return { outcome: 'refused_address', error: `refused at connect: ${error.message}` }
       const code = (error as NodeJS.ErrnoException).code
-      if (code === 'EREFUSED' && (error as Error).message.includes('non-public')) return { outcome: 'refused_address', error: `refused at connect: ${(error as Error).message}` }
       const cause = (error as { cause?: NodeJS.ErrnoException }).cause
       const detail = [code, (error as Error).message, cause?.message].filter(Boolean).join(': ')
       return { outcome: 'network_error', error: detail.slice(0, 500) }

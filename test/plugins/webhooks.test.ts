@@ -4,7 +4,10 @@ import t from 'tap'
 import { Webhook as StandardWebhook } from 'standardwebhooks'
 import { build, createOrgWithMember, sessionToken } from '../helper.ts'
 import { call, causeEvent, createWebhook, deliveriesOf, orgAdmin, startReceiver, until, type Received } from '../support/webhooks.ts'
+import { encodeTime } from 'ulid'
 import { TEST_MESSAGE } from '../../plugins/webhooks/index.ts'
+import { deliveryRetention } from '../../plugins/webhooks/worker.ts'
+import { startPeriodicJob } from '../../src/periodic-job.ts'
 
 // §11 through HTTP, against real receivers on 127.0.0.1 (http, which WEBHOOK_ALLOW_PRIVATE=true
 // permits; the https-only rule and the SSRF guard are in webhooks-ssrf.test.ts). PGlite in memory,
@@ -374,4 +377,30 @@ t.test('/metrics: attempts by outcome, finished deliveries, attempt latency, que
   const again = await app.inject({ method: 'GET', url: '/metrics' })
   const overdue = Number(/tenantkey_webhook_queue_depth\{state="overdue"\} (\d+)/.exec(again.body)?.[1])
   t.ok(overdue >= pending, `overdue ${overdue} counts the ${pending} held one(s)`)
+})
+
+t.test('retention: deliveries older than 30 days are deleted by the hourly job; newer ones stay', async t => {
+  const app = await build(t)
+  const admin = await orgAdmin(app)
+  const { webhook } = await createWebhook(app, admin, { url: 'https://hooks.example.com/kept', events: ['member.removed'] })
+  const row = (id: string, createdAt: Date) => ({
+    id,
+    webhook_id: webhook.id,
+    org_id: admin.org.id,
+    event_id: 'evt_01JZ8Q4K7X3W5N2M9B6V1C0D93',
+    event_type: 'member.removed',
+    payload: '{}',
+    status: 'succeeded' as const,
+    next_attempt_at: createdAt,
+    created_at: createdAt
+  })
+  const old = new Date(Date.now() - 31 * 86400_000)
+  const recent = new Date(Date.now() - 29 * 86400_000)
+  const oldId = `del_${encodeTime(old.getTime(), 10)}0000000000000001`
+  const recentId = `del_${encodeTime(recent.getTime(), 10)}0000000000000002`
+  await app.db.insertInto('webhook_deliveries').values([row(oldId, old), row(recentId, recent)]).execute()
+  const job = startPeriodicJob(app.db, app.log, deliveryRetention)
+  t.teardown(() => job.stop())
+  t.ok(await job.runNow() >= 1, 'deleted at least the old one')
+  t.same((await deliveriesOf(app, admin, webhook.id)).map(d => d.id), [recentId], 'only the one within 30 days is left')
 })
