@@ -1,5 +1,6 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 import type { ApiKeyScope } from '../src/api-key-settings.ts'
+import type { EventType } from './queries/events.ts'
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>
@@ -133,7 +134,8 @@ export interface WebhookDeliveriesTable {
   webhook_id: string
   org_id: string
   event_id: string
-  event_type: string
+  /** a catalogue type of §10, or webhook.test (the test event of §11) */
+  event_type: EventType | 'webhook.test'
   /** the exact request body */
   payload: string
   /** the columns of an outbox table (src/outbox-worker.ts) */

@@ -21,7 +21,7 @@ export interface WebhookDelivery {
   id: string
   webhookId: string
   eventId: string
-  event: string
+  event: WebhookDeliveryRow['event_type']
   status: OutboxStatus
   attempts: number
   lastAttemptAt: string | null
@@ -167,7 +167,7 @@ export async function findWebhookTargets (db: Kysely<Database>, webhookIds: stri
   return new Map(rows.map(row => [row.id, row]))
 }
 
-export async function insertDelivery (trx: Kysely<Database>, row: { id: string, webhookId: string, orgId: string, eventId: string, eventType: string, payload: string }): Promise<WebhookDelivery> {
+export async function insertDelivery (trx: Kysely<Database>, row: { id: string, webhookId: string, orgId: string, eventId: string, eventType: WebhookDeliveryRow['event_type'], payload: string }): Promise<WebhookDelivery> {
   const inserted = await trx.insertInto('webhook_deliveries').values({
     id: row.id,
     webhook_id: row.webhookId,
