@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { InjectOptions } from 'fastify'
 import { build, adminHeaders, createApiKey, createOrgWithMember } from '../helper.ts'
 import { login } from '../auth-helpers.ts'
 
@@ -11,7 +12,7 @@ t.test('every /api/v1 response carries Cache-Control: no-store and X-Content-Typ
   const { org, user } = fixture
   const publicHeaders = { 'x-org-slug': org.slug, 'x-api-key': key }
   const loggedIn = await login(app, org.slug, user.email, user.password)
-  const cases: Array<[string, Parameters<typeof app.inject>[0] & object, number]> = [
+  const cases: Array<[string, InjectOptions, number]> = [
     ['admin list', { method: 'GET', url: '/api/v1/admin/orgs', headers: adminHeaders }, 200],
     ['admin without a token', { method: 'GET', url: '/api/v1/admin/orgs' }, 401],
     ['validation error', { method: 'POST', url: '/api/v1/admin/orgs', headers: adminHeaders, payload: { slug: 'X' } }, 400],
