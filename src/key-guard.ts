@@ -8,12 +8,25 @@ export interface KeyGuard {
   /** the scopes the key holds (at most three) */
   scopes: readonly string[]
   /** the allowlist as parsed ranges, by family; null: any address */
-  allowed: { v4: Array<[ipaddr.IPv4, number]>, v6: Array<[ipaddr.IPv6, number]> } | null
+  allowed: Allowlist | null
   /** the key's own budget, or null: its org's, else the service default */
   budget: { max: number, windowMs: number } | null
   /** X-API-Key-Expires-At (Unix seconds) when the key has an expiry */
   expiresAtHeader: string | null
 }
+
+/**
+ * Parsed ranges by family, and the verdicts already reached for client addresses: a key is
+ * called from a handful of addresses, so most requests cost one Map lookup instead of a parse
+ * (~1 µs for IPv4, ~6 µs for an IPv4-mapped IPv6 address) and the range comparisons. Bounded:
+ * emptied when full. The verdicts go with the key's cache entry, so a changed allowlist starts afresh.
+ */
+export interface Allowlist {
+  v4: Array<[ipaddr.IPv4, number]>
+  v6: Array<[ipaddr.IPv6, number]>
+  verdicts: Map<string, boolean>
+}
+const MAX_VERDICTS = 256
 
 /** A key as the /public guard caches it: the row's credential and its prepared settings. */
 export type GuardedKey = ApiKeyCredential & { guard: KeyGuard }
@@ -25,7 +38,7 @@ export type GuardedKey = ApiKeyCredential & { guard: KeyGuard }
  */
 function parseAllowlist (entries: readonly string[]): KeyGuard['allowed'] {
   if (entries.length === 0) return null
-  const allowed: NonNullable<KeyGuard['allowed']> = { v4: [], v6: [] }
+  const allowed: Allowlist = { v4: [], v6: [], verdicts: new Map() }
   for (const entry of entries) {
     let range: [ipaddr.IPv4 | ipaddr.IPv6, number]
     try {
@@ -62,7 +75,16 @@ export function guardedKey (key: ApiKeyCredential): GuardedKey {
  * allowlist. An IPv4-mapped IPv6 address (`::ffff:203.0.113.7`, what a dual-stack socket
  * reports for an IPv4 client) matches IPv4 entries; an address that does not parse matches nothing.
  */
-export function addressAllowed (allowed: NonNullable<KeyGuard['allowed']>, ip: string): boolean {
+export function addressAllowed (allowed: Allowlist, ip: string): boolean {
+  const known = allowed.verdicts.get(ip)
+  if (known !== undefined) return known
+  const verdict = matches(allowed, ip)
+  if (allowed.verdicts.size >= MAX_VERDICTS) allowed.verdicts.clear()
+  allowed.verdicts.set(ip, verdict)
+  return verdict
+}
+
+function matches (allowed: Allowlist, ip: string): boolean {
   let address: ipaddr.IPv4 | ipaddr.IPv6
   try {
     address = ipaddr.parse(ip)

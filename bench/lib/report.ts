@@ -78,6 +78,11 @@ function targetChecks (report: RunReport): string[] {
   const check = (label: string, pass: boolean) => checks.push(`${label} ${pass ? 'met' : '**missed**'}`)
   const org = route('org')
   const verify = route('verify')
+  const restricted = route('org-restricted')
+  // Issue 14: a scoped, allowlisted key costs the guard at most 5 % of a plain key's throughput.
+  if (org !== undefined && restricted !== undefined) {
+    check(`scoped + allowlisted key ≥ 0.95× plain key (${(restricted.rps / org.rps).toFixed(2)}×)`, restricted.rps / org.rps >= 0.95)
+  }
   if (report.shared) {
     if (org !== undefined) check(`/public/org ≥ 0.35× bare (${ratio(org)}×)`, org.rps / org.bareRps >= 0.35)
     return checks
@@ -87,7 +92,7 @@ function targetChecks (report: RunReport): string[] {
     check(`/public/verify ≥ 0.70× bare (${ratio(verify)}×)`, verify.rps / verify.bareRps >= 0.70)
     check(`/public/verify ≥ 8,600 req/s (${int(verify.rps)})`, verify.rps >= 8600)
   }
-  const publicRoutes = report.routes.filter(r => ['org', 'user', 'verify'].includes(r.key))
+  const publicRoutes = report.routes.filter(r => ['org', 'org-restricted', 'user', 'verify'].includes(r.key))
   if (publicRoutes.length > 0) {
     const worstP99 = Math.max(...publicRoutes.map(r => r.p99))
     check(`p99 ≤ 10 ms (worst ${worstP99.toFixed(0)} ms)`, worstP99 <= 10)

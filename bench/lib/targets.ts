@@ -12,7 +12,7 @@ export interface Target {
   check: (status: number, body: any) => string | null
 }
 
-export const PUBLIC_TARGETS = ['org', 'user', 'verify']
+export const PUBLIC_TARGETS = ['org', 'org-restricted', 'user', 'verify']
 /** What exists before the /public routes do: proves the plumbing, including the query counter. */
 export const PLUMBING_TARGETS = ['health', 'admin-orgs']
 
@@ -25,6 +25,13 @@ export function allTargets (fixture: BenchFixture, adminToken: string): Target[]
       key: 'org',
       label: 'GET /public/org',
       request: { method: 'GET', path: '/api/v1/public/org', headers: keyHeaders },
+      check: ok(body => body?.data?.org?.id === fixture.org.id)
+    },
+    {
+      // The same route with a key of three scopes and a 10-entry allowlist (§9): compared with 'org'.
+      key: 'org-restricted',
+      label: 'GET /public/org, scoped + allowlisted key',
+      request: { method: 'GET', path: '/api/v1/public/org', headers: { 'x-api-key': fixture.restrictedApiKey, 'x-org-slug': fixture.org.slug } },
       check: ok(body => body?.data?.org?.id === fixture.org.id)
     },
     {

@@ -13,8 +13,11 @@ t.test('the bench bootstrap makes, through the HTTP API, credentials that every 
   t.equal(auth?.user.id, fixture.user.id)
   t.equal(auth?.membership.role, 'org_admin')
   t.match(fixture.apiKey, /^pk_live_[0-9a-f]{64}$/)
-  const keyRows = await app.db.selectFrom('api_keys').select('id').where('org_id', '=', fixture.org.id).execute()
-  t.equal(keyRows.length, 1, 'one API key in the bench org')
+  t.match(fixture.restrictedApiKey, /^pk_live_[0-9a-f]{64}$/)
+  const keyRows = await app.db.selectFrom('api_keys').select(['scopes', 'allowed_ips']).where('org_id', '=', fixture.org.id).orderBy('created_at').orderBy('id').execute()
+  t.equal(keyRows.length, 2, 'two API keys in the bench org: a plain one and a restricted one')
+  t.same(keyRows[1].scopes, ['tokens:verify', 'users:read', 'org:read'])
+  t.equal(keyRows[1].allowed_ips.length, 10, 'a 10-entry allowlist')
 
   // Each selected route is probed with the fixture and must answer as the bench expects.
   const { selected } = await selectTargets(http, allTargets(fixture, ADMIN_TOKEN), undefined)
