@@ -388,7 +388,7 @@ t.test('retention: deliveries older than 30 days are deleted by the hourly job; 
     webhook_id: webhook.id,
     org_id: admin.org.id,
     event_id: 'evt_01JZ8Q4K7X3W5N2M9B6V1C0D93',
-    event_type: 'member.removed',
+    event_type: 'member.removed' as const,
     payload: '{}',
     status: 'succeeded' as const,
     next_attempt_at: createdAt,
