@@ -28,7 +28,7 @@ export const guardErrors = {
 const KeyId = Id('key', 'API key id')
 const KeyName = Type.String({ minLength: 1, maxLength: 100, description: 'A label to identify this key, 1–100 characters; surrounding whitespace is trimmed and a blank name is rejected', examples: ['Production backend'] })
 const Prefix = Type.String({ description: 'The first 10 characters of the key (`pk_live_` + 2 hex), safe to display', examples: ['pk_live_a3'] })
-const ExpiresAt = NullableString(Timestamp, { description: 'When the key stops working, or null for a key that never expires', examples: [null] })
+const ExpiresAt = NullableString(Timestamp, { description: 'When the key stops working, or null for a key that never expires. Every `/public` response authenticated by a key with an expiry carries it as `X-API-Key-Expires-At` (Unix seconds).', examples: [null] })
 const LastUsedAt = NullableString(Timestamp, { description: 'Last successful use (set on first use, then kept within 60 s of the truth), or null if never used', examples: [null] })
 
 const Scope = StringEnum(API_KEY_SCOPES, {
@@ -66,7 +66,8 @@ const AllowedIps = Type.Array(AllowedIp, {
     'Stored normalised: a block as its network address (`10.1.2.3/8` → `10.0.0.0/8`), an address or a one-address block ' +
     '(`/32`, `/128`) as the plain address (`203.0.113.7`), IPv6 in RFC 5952 form (`2001:db8::1`), an IPv4-mapped IPv6 entry as ' +
     'its IPv4 (`::ffff:10.0.0.1` → `10.0.0.1`); entries equal after normalising are kept once. An IPv4-mapped IPv6 caller ' +
-    'matches IPv4 entries. Anything else → 400 naming the entry.',
+    'matches IPv4 entries. Anything else → 400 naming the entry. On `/public`, a client address outside the list (the address ' +
+    'Fastify derives under TRUST_PROXY) is 403 `ip_not_allowed`, checked before the scope and not counted against the budget.',
   examples: [['203.0.113.0/24', '2001:db8::1']]
 })
 const NullableKeyId = (description: string) => NullableString(KeyId, { description, examples: [null] })
@@ -204,7 +205,7 @@ export const updateApiKey = {
   description: 'Changes any of `name`, `description`, `scopes`, `rateLimit`, `allowedIps` and `expiresAt` (at least one field); ' +
     'the others keep their values. `null` clears `description`, `rateLimit` (back to the organization\'s budget) and `expiresAt` ' +
     '(never expires); a new `expiresAt` must be in the future. The change applies from the next `/public` request on every ' +
-    'instance (a new budget may start its count afresh). A revoked key cannot be changed: 409 `conflict`. Recorded as ' +
+    'instance (a new `max` in the same window keeps the window\'s count; a new `windowSeconds` starts a fresh count). A revoked key cannot be changed: 409 `conflict`. Recorded as ' +
     '`api_key.updated` with the names of the fields that changed; a body that changes nothing records nothing.' + ' ' + roleNote,
   headers,
   params: keyIdParams,
@@ -240,7 +241,7 @@ export const rotateApiKey = {
     'key\'s name, description, scopes, rateLimit, allowedIps and expiresAt (an expiring key\'s successor expires at the same ' +
     'time). The old key keeps working until `min(its expiresAt, now + gracePeriodSeconds)` (default 86,400 s, one day; at most ' +
     '2,592,000 s, 30 days), long enough to deploy the new key everywhere; with `gracePeriodSeconds: 0` it is revoked at once. ' +
-    '`previous` shows when the old key stops. The two keys name each other (`rotatedToId`, `rotatedFromId`). A key that is ' +
+    '`previous` shows when the old key stops, and every `/public` response to the old key says it in `X-API-Key-Expires-At`. The two keys name each other (`rotatedToId`, `rotatedFromId`). A key that is ' +
     'revoked, expired or already rotated cannot be rotated: 409 `conflict`; of two concurrent rotations of one key exactly ' +
     'one succeeds. Recorded as one `api_key.rotated` event (target: the old key; data: the new key and `previous`). ' + roleNote,
   headers,
