@@ -15,7 +15,8 @@ import { recordEvent, SYSTEM_ACTOR, userActor } from '../db/queries/events.ts'
 import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../src/passwords.ts'
 import { sha256Hex } from '../src/secrets.ts'
 import { newId } from '../src/ids.ts'
-import { Forbidden, InvalidCredentials, RateLimited, Unauthorized } from '../src/errors.ts'
+import { Forbidden, InvalidCredentials, RateLimited, Unauthorized, ValidationFailed } from '../src/errors.ts'
+import { isStorable, NOT_STORABLE } from '../src/unicode.ts'
 import { clientKey, type FailureReservation } from './failure-limiter.ts'
 
 export const REFRESH_TOKEN_TTL_SECONDS = 7 * 86400
@@ -50,7 +51,10 @@ export function sessionTokens (app: FastifyInstance, config: Config) {
   async function startSession (trx: Kysely<Database>, reply: FastifyReply, request: FastifyRequest, input: { org: { id: string, slug: string }, principal: SessionPrincipal }) {
     const sessionId = newId('ses')
     const sessionExpiresAt = new Date(Date.now() + SESSION_MAX_AGE_SECONDS * 1000)
-    const userAgent = request.headers['user-agent']?.slice(0, 512) ?? null
+    const agentHeader = request.headers['user-agent']
+    // Stored in the session and its audit event: a header the stores cannot hold is refused (§1).
+    if (agentHeader !== undefined && !isStorable(agentHeader)) throw new ValidationFailed(`headers.user-agent ${NOT_STORABLE}`)
+    const userAgent = agentHeader?.slice(0, 512) ?? null
     const { user } = input.principal
     await insertSession(trx, { id: sessionId, orgId: input.org.id, userId: user.id, expiresAt: sessionExpiresAt, ip: request.ip, userAgent })
     const who = { id: user.id, email: user.email }

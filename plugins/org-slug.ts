@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
 import { NotFound, OrgSuspended, ValidationFailed } from '../src/errors.ts'
+import { isStorable, NOT_STORABLE } from '../src/unicode.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,12 +18,15 @@ declare module 'fastify' {
 
 const SLUG = /^[a-z0-9-]{3,48}$/
 
-/** 400 when X-Org-Slug is missing or repeated; null when it cannot be a slug (no org has it). */
+/** 400 when X-Org-Slug is missing, repeated or holds U+0000 or a lone surrogate; null when it cannot be a slug (no org has it). */
 export function slugHeader (request: FastifyRequest): string | null {
   const value = request.headers['x-org-slug']
   if (value === undefined || value === '') throw new ValidationFailed('Missing X-Org-Slug header')
   if (typeof value !== 'string') throw new ValidationFailed('X-Org-Slug header must be sent once')
-  return SLUG.test(value) ? value : null
+  if (SLUG.test(value)) return value
+  // No org has it; but a value the stores could not hold is refused as such (§1), whatever the route.
+  if (!isStorable(value)) throw new ValidationFailed(`headers.x-org-slug ${NOT_STORABLE}`)
+  return null
 }
 
 async function orgSlug (app: FastifyInstance): Promise<void> {

@@ -7,6 +7,7 @@ import type { DestinationStream } from 'pino'
 import type { Config } from './config.ts'
 import type { DatabaseHandle } from '../db/connect.ts'
 import { ValidationFailed } from './errors.ts'
+import { NOT_STORABLE, unstorablePath } from './unicode.ts'
 import envelope, { frameworkErrors, wrapSuccess } from '../plugins/envelope.ts'
 import swagger from '../plugins/swagger.ts'
 import dbPlugin from '../plugins/db.ts'
@@ -111,12 +112,22 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (typeof body === 'string' && body.trim() === '') return done(null, undefined)
-    if (!(body as string).includes('\\u0000')) return parseJson(request, body as string, done)
-    // PostgreSQL text cannot hold U+0000: a name with one failed in the query (a 500). Refuse it here.
+    // U+0000 and lone surrogates reach a parsed body only through \u escapes (the UTF-8 decoding
+    // of the bytes makes U+FFFD of anything else): a body without one costs this scan alone.
+    if (!(body as string).includes('\\u')) return parseJson(request, body as string, done)
     parseJson(request, body as string, (error, parsed) => {
-      if (error === null && holdsNul(parsed)) return done(new ValidationFailed('Request body must not contain the NUL character (\\u0000)'), undefined)
+      const path = error === null ? unstorablePath(parsed, 'body') : null
+      if (path !== null) return done(new ValidationFailed(`${path} ${NOT_STORABLE}`), undefined)
       done(error, parsed)
     })
+  })
+  // The URL's part (path parameters, query string): a NUL arrives percent-encoded (%00); any
+  // other refused string cannot be percent-encoded (invalid UTF-8 becomes U+FFFD), so a URL
+  // without "%00" costs this test alone.
+  app.addHook('preValidation', (request, _reply, done) => {
+    if (!request.url.includes('%00') || !request.url.startsWith('/api/v1/')) return done()
+    const path = unstorablePath(request.params, 'params') ?? unstorablePath(request.query, 'querystring')
+    done(path === null ? undefined : new ValidationFailed(`${path} ${NOT_STORABLE}`))
   })
 
   await app.register(envelope)
@@ -152,12 +163,6 @@ function requestIdGenerator (trustProxy: Config['trustProxy']): (request: Incomi
     const forwarded = request.headers['x-request-id']
     return typeof forwarded === 'string' && FORWARDED_REQUEST_ID.test(forwarded) ? forwarded : randomUUID()
   }
-}
-
-function holdsNul (value: unknown): boolean {
-  if (typeof value === 'string') return value.includes('\u0000')
-  if (typeof value !== 'object' || value === null) return false
-  return Object.entries(value).some(([key, item]) => key.includes('\u0000') || holdsNul(item))
 }
 
 const apiV1: FastifyPluginAsyncTypebox<{ config: Config, webhookNetwork?: WebhookNetwork }> = async (app, { config, webhookNetwork }) => {

@@ -94,7 +94,9 @@ t.test('fuzzed requests to every documented route: never a 5xx, always the envel
       if (problem !== null) throw new Error(`${request.method} ${request.url.slice(0, 200)} ${problem}`)
     }
   )
-  await fc.assert(property, { numRuns: RUNS, seed: SEED, endOnFailure: RUNS > 1000 })
+  // Enough runs that every operation is drawn (missing one of 44 in 200 runs happened ~40% of the time).
+  const runs = Math.max(RUNS, operations.length * 10)
+  await fc.assert(property, { numRuns: runs, seed: SEED, endOnFailure: runs > 1000 })
 
   t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'still serving')
   t.equal((await app.inject({ method: 'GET', url: '/ready' })).statusCode, 200, 'stores still answer')

@@ -70,8 +70,33 @@ const NASTY_STRINGS = [
 ]
 const NASTY_NUMBERS = [0, -0, -1, 1, 0.5, 2 ** 31, -(2 ** 31), 2 ** 53 + 1, 1e308, -1e308, Number.MIN_VALUE]
 
+/**
+ * Code points at the edges: U+0000 and other controls, lone surrogates (half a UTF-16 pair, which
+ * fast-check's 'binary' and 'grapheme' units never produce), noncharacters, the BOM, bidi
+ * overrides, separators JavaScript and JSON disagree on, combining marks, the last code point.
+ */
+const EDGE_CODE_POINTS = ['\u0000', '\u0001', '\u001f', '\u007f', '\u0085', '\u00a0', '\ud800', '\udbff', '\udc00', '\udfff',
+  '\ufffe', '\uffff', '\ufeff', '\ufffd', '\u200b', '\u200d', '\u202e', '\u2028', '\u2029', '\u0301', '\u{10ffff}', '\u{1f511}', '\u{e0001}']
+export const edgeChar: fc.Arbitrary<string> = fc.oneof(
+  { arbitrary: fc.constantFrom(...EDGE_CODE_POINTS), weight: 3 },
+  { arbitrary: fc.integer({ min: 0xd800, max: 0xdfff }).map(unit => String.fromCharCode(unit)), weight: 2 },
+  { arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }), weight: 2 },
+  { arbitrary: fc.constantFrom('a', 'Z', '0', ' ', '-', '.', '@'), weight: 2 }
+)
+/** Strings made of edge code points (and a few plain ones between them). */
+export const edgeString: fc.Arbitrary<string> = fc.string({ unit: edgeChar, minLength: 1, maxLength: 40 })
+
+/** The strings of `base`, in `weight` of 5 cases with an edge code point spliced in somewhere. */
+export function withEdges (base: fc.Arbitrary<string>, weight: number): fc.Arbitrary<string> {
+  return fc.oneof(
+    { arbitrary: base, weight: 5 - weight },
+    { arbitrary: fc.tuple(base, edgeChar, fc.nat()).map(([text, edge, at]) => { const i = at % (text.length + 1); return text.slice(0, i) + edge + text.slice(i) }), weight }
+  )
+}
+
 export const nastyString: fc.Arbitrary<string> = fc.oneof(
   { arbitrary: fc.constantFrom(...NASTY_STRINGS), weight: 3 },
+  { arbitrary: edgeString, weight: 2 },
   { arbitrary: fc.string({ unit: 'binary', maxLength: 64 }), weight: 2 },
   { arbitrary: fc.string({ unit: 'grapheme', maxLength: 300 }), weight: 1 }
 )
@@ -116,7 +141,16 @@ function plausible (schema: JsonSchema, pools: Pools, name: string | undefined, 
   return fc.oneof(...choices)
 }
 
+/**
+ * A string that (nearly) passes the schema. Free text (no pattern, format or enum: names,
+ * tokens, passwords), which reaches the stores as sent, holds an edge code point in 2 of 5.
+ */
 function plausibleString (schema: JsonSchema): fc.Arbitrary<string> {
+  const passing = passingString(schema)
+  return typeof schema.pattern === 'string' || typeof schema.format === 'string' ? withEdges(passing, 1) : withEdges(passing, 2)
+}
+
+function passingString (schema: JsonSchema): fc.Arbitrary<string> {
   const maxLength = Math.min(schema.maxLength ?? 64, 300)
   const minLength = Math.min(schema.minLength ?? 0, maxLength)
   if (schema.format === 'email') return fc.emailAddress().filter(e => e.length <= maxLength)
@@ -134,7 +168,7 @@ function fuzzObject (schema: JsonSchema, pools: Pools, depth: number): fc.Arbitr
     Object.fromEntries(Object.entries(properties).map(([key, s]) => [key, fuzzValue(s, pools, key, depth + 1)])),
     { requiredKeys: (schema.required ?? []).filter((key: string) => key in properties) }
   )
-  const extra = fc.dictionary(fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'prototype', 'id', 'orgId', 'role')), hostileValue, { maxKeys: 3 })
+  const extra = fc.dictionary(fc.oneof(fc.string({ maxLength: 12 }), edgeString, fc.constantFrom('__proto__', 'constructor', 'prototype', 'id', 'orgId', 'role')), hostileValue, { maxKeys: 3 })
   return fc.oneof(
     { arbitrary: record, weight: 4 },
     { arbitrary: fc.tuple(record, extra).map(([r, e]) => ({ ...e, ...r })), weight: 1 }
@@ -173,8 +207,9 @@ const headerValue = (valid: fc.Arbitrary<string>): fc.Arbitrary<string> =>
 function pathSegment (schema: JsonSchema, pools: Pools, name: string): fc.Arbitrary<string> {
   const pool = name === 'slug' ? pick(() => pools.adminSlugs) : hinted(name, pools) as fc.Arbitrary<string> | null
   return fc.oneof(
-    { arbitrary: pool ?? plausibleString(schema), weight: 5 },
-    { arbitrary: plausibleString(schema), weight: 2 },
+    // Unencoded in the path, so never a lone surrogate (no URL can carry one); edges come encoded below.
+    { arbitrary: pool ?? passingString(schema), weight: 5 },
+    { arbitrary: passingString(schema), weight: 2 },
     { arbitrary: nastyString.map(s => encodeURIComponent(s.replace(/[\uD800-\uDFFF]/g, '?'))), weight: 2 },
     { arbitrary: fc.constantFrom('%', '%zz', '%E0%A4%A', '%00', '..', '%2e%2e', '%2F', 'a'.repeat(2000)), weight: 1 }
   )
