@@ -99,6 +99,10 @@ class SharedLoads<V> {
     this.#inFlight.set(id, started)
     return { value: await started, shared: false }
   }
+
+  has (id: string): boolean {
+    return this.#inFlight.has(id)
+  }
 }
 
 async function apiKey (app: FastifyInstance, { config }: { config: Config }): Promise<void> {
@@ -138,9 +142,25 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
 
   // A lookup of a key not cached reserves one attempt of the guessing budget first (atomically:
   // concurrent guesses cannot all pass); the attempt counts as a failure unless the key is valid.
-  async function refuseWhileGuessing (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const verdict = await app.failureLimiter.reserve('apiKey', request.ip)
-    ;(request as unknown as Record<symbol, FailureReservation>)[kGuess] = verdict
+  // Concurrent lookups of one key from one address (a deploy's first burst; behind a proxy, every
+  // client) share the first one's reservation, as they share its query: one attempt, not one each
+  // (a burst of 100 would otherwise use up the budget of 30 with a valid key). A joiner holds no
+  // reservation, so a key that turns out invalid counts as its failure (requireApiKey).
+  const pendingGuesses = new Map<string, Promise<FailureReservation>>()
+  async function refuseWhileGuessing (request: FastifyRequest, reply: FastifyReply, cacheId: string): Promise<void> {
+    const id = `${cacheId}|${request.ip}`
+    let pending = pendingGuesses.get(id)
+    let verdict: FailureReservation
+    if (pending === undefined) {
+      pending = app.failureLimiter.reserve('apiKey', request.ip)
+      pendingGuesses.set(id, pending)
+      const settled = (): void => { pendingGuesses.delete(id) }
+      pending.then(settled, settled)
+      verdict = await pending
+      ;(request as unknown as Record<symbol, FailureReservation>)[kGuess] = verdict
+    } else {
+      verdict = await pending
+    }
     if (verdict.blocked) {
       app.metrics.apiKeyOutcome('rate_limited')
       app.metrics.rateLimited('api_key_failures')
@@ -165,10 +185,13 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     if (!hasValidApiKeyChecksum(presented) || cache.unknownKeyHashes.has(cacheId)) throw new InvalidApiKey()
     // A key this instance has seen valid passes even from an address blocked for guessing:
     // the block is for keys nobody here knows.
-    if (cachedKey === undefined && !cache.knownKeys.has(cacheId)) await refuseWhileGuessing(request, reply)
+    // A lookup joining one already under way costs nothing more, and reserves nothing.
+    const stamp = cache.stampBeforeLoad()
+    if (cachedKey === undefined && !cache.knownKeys.has(cacheId) && !keyLoads.has(`${cacheId}|${stamp}`)) {
+      await refuseWhileGuessing(request, reply, cacheId)
+    }
     if (cachedKey === undefined) cache.keys.counted(false)
     if (cachedOrg === undefined) cache.orgs.counted(false)
-    const stamp = cache.stampBeforeLoad()
     const [loadedKey, loadedOrg] = await Promise.all([
       cachedKey === undefined ? keyLoads.run(`${cacheId}|${stamp}`, () => findKey(hashApiKey(config.apiKeyPepper, presented))) : null,
       cachedOrg === undefined ? orgLoads.run(`${slug}|${stamp}`, () => findOrgBySlug(app.db, slug)) : null

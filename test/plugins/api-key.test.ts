@@ -166,3 +166,15 @@ t.test('an address blocked for guessing keys may still use a key this instance h
   t.equal((await from(unseen.key)).statusCode, 429, 'a key this instance has not seen valid waits, like any unknown key')
   t.equal((await from(generateApiKey())).statusCode, 429)
 })
+
+t.test('a burst of first requests with a new valid key from one address is one attempt at the guessing budget, not one each', async t => {
+  const app = await build(t, { apiKeyFailureMax: 3 })
+  const fixture = await createOrgWithMember(app)
+  const { key } = await createApiKey(app, fixture)
+  const from = (presented: string) => app.inject({ method: 'GET', url: '/api/v1/public/org', headers: { 'x-org-slug': fixture.org.slug, 'x-api-key': presented }, remoteAddress: '203.0.113.78' })
+  const burst = await Promise.all(Array.from({ length: 20 }, () => from(key)))
+  t.same([...new Set(burst.map(res => res.statusCode))], [200], '20 concurrent first uses, a failure budget of 3: all pass')
+  // The budget is intact: three made-up keys are still needed to block the address.
+  for (let i = 0; i < 3; i++) t.equal((await from(generateApiKey())).statusCode, 401)
+  t.equal((await from(generateApiKey())).statusCode, 429)
+})
