@@ -113,6 +113,8 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
   app.decorateRequest('apiKey', null)
   app.decorateRequest('orgEpoch', null)
   app.decorateRequest(kLoaded, null)
+  // The guessing-budget attempt a database lookup reserved, if any (declared here: one request shape).
+  app.decorateRequest(kGuess, null)
 
   // A burst of requests with a key or org not cached yet (a deploy, a new key) shares one query each.
   const keyLoads = new SharedLoads<GuardedKey | undefined>()
@@ -233,7 +235,7 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     if (!hasApiKeyShape(presented) || slug === null) throw new InvalidApiKey()
     const loaded = await load(request, reply, slug, presented)
     check(loaded)
-    await (request as unknown as Record<symbol, FailureReservation | undefined>)[kGuess]?.release()
+    await (request as unknown as Record<symbol, FailureReservation | null>)[kGuess]?.release()
     request.org = loaded.org
     request.apiKey = authenticated(loaded.key, loaded.org)
     request.orgEpoch = cache.readEpoch(loaded.org.id)
@@ -246,10 +248,10 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
     } catch (error) {
       // A reserved attempt is already counted; one refused before any lookup is counted now.
       // Anything else (a suspended org, a store down) is no guess: its reservation is released.
-      const reserved = (request as unknown as Record<symbol, FailureReservation | undefined>)[kGuess]
+      const reserved = (request as unknown as Record<symbol, FailureReservation | null>)[kGuess]
       if (error instanceof InvalidApiKey) {
         app.metrics.apiKeyOutcome(refusalOf(error))
-        if (reserved === undefined) await app.failureLimiter.recordFailure('apiKey', request.ip)
+        if (reserved === null) await app.failureLimiter.recordFailure('apiKey', request.ip)
       } else await reserved?.release()
       throw error
     }
