@@ -131,9 +131,9 @@ const orgKeys: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
       const changed = changedSettings(row, settings)
       const changes = Object.keys(changed)
       if (changes.length === 0) return { apiKey: toApiKey(row), changes }
-      const apiKey = toApiKey(await updateApiKeySettings(trx, keyId, changed))
-      await recordEvent(trx, { type: 'api_key.updated', orgId, actor, target: { type: 'api_key', id: keyId }, data: { apiKey, changes }, ip: request.ip })
-      return { apiKey, changes }
+      const updated = await updateApiKeySettings(trx, row, changed, (expected) =>
+        ({ type: 'api_key.updated', orgId, actor, target: { type: 'api_key', id: keyId }, data: { apiKey: toApiKey(expected), changes }, ip: request.ip }))
+      return { apiKey: toApiKey(updated), changes }
     })
     if (result.changes.length > 0) {
       await app.publicCache.orgChanged(orgId)

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely'
-import type { ApiKeyRow, ApiKeyUpdate, Database, NewApiKey } from '../database.ts'
+import type { ApiKeyRow, Database, NewApiKey } from '../database.ts'
 import type { ApiKeyScope } from '../../src/api-key-settings.ts'
+import { changeWithEvent, type NewEvent } from './events.ts'
 
 /** The full key object of §9: what every key route answers and every api_key.* event holds (never the key). */
 export interface ApiKey {
@@ -68,7 +69,7 @@ export interface ApiKeySettings {
   expiresAt: Date | null
 }
 
-function settingsColumns (settings: Partial<ApiKeySettings>): ApiKeyUpdate {
+function settingsColumns (settings: Partial<ApiKeySettings>): Partial<ApiKeyRow> {
   return {
     ...(settings.name !== undefined && { name: settings.name }),
     ...(settings.description !== undefined && { description: settings.description }),
@@ -80,6 +81,11 @@ function settingsColumns (settings: Partial<ApiKeySettings>): ApiKeyUpdate {
     ...(settings.allowedIps !== undefined && { allowed_ips: settings.allowedIps }),
     ...(settings.expiresAt !== undefined && { expires_at: settings.expiresAt })
   }
+}
+
+/** A key's row as it is once these settings are applied. */
+function withSettings (row: ApiKeyRow, settings: Partial<ApiKeySettings>): ApiKeyRow {
+  return { ...row, ...settingsColumns(settings) }
 }
 
 export async function insertApiKey (db: Kysely<Database>, row: ApiKeySettings & {
@@ -122,8 +128,16 @@ export async function lockApiKey (trx: Kysely<Database>, orgId: string, keyId: s
   return await trx.selectFrom('api_keys').selectAll().where('id', '=', keyId).where('org_id', '=', orgId).forUpdate().executeTakeFirst()
 }
 
-export async function updateApiKeySettings (trx: Kysely<Database>, keyId: string, settings: Partial<ApiKeySettings>): Promise<ApiKeyRow> {
-  return await trx.updateTable('api_keys').set(settingsColumns(settings)).where('id', '=', keyId).returningAll().executeTakeFirstOrThrow()
+/**
+ * A locked key's new settings, with its api_key.updated event in the same statement (the event is
+ * made from the row as it will be: the locked one with the settings applied).
+ */
+export async function updateApiKeySettings (trx: Kysely<Database>, locked: ApiKeyRow, settings: Partial<ApiKeySettings>, event: (updated: ApiKeyRow) => NewEvent): Promise<ApiKeyRow> {
+  const columns = settingsColumns(settings)
+  const update = trx.updateTable('api_keys').set(columns).where('id', '=', locked.id).returningAll()
+  const [updated] = await changeWithEvent(trx, update, event(withSettings(locked, settings)))
+  if (updated === undefined) throw new Error(`API key ${locked.id} vanished while locked`)
+  return updated
 }
 
 /**

@@ -1,7 +1,7 @@
-import { sql, type Kysely } from 'kysely'
+import { sql, type Compilable, type Kysely, type OperationNodeSource, type RawBuilder } from 'kysely'
 import type { Database } from '../database.ts'
 import { newId } from '../../src/ids.ts'
-import { eventDeliveriesInsert, notifyIfAny } from './webhooks.ts'
+import { eventDeliveriesInsert } from './webhooks.ts'
 
 /** The catalogue of §10: every change in it writes exactly one event, in the transaction of the change. */
 export const EVENT_TYPES = [
@@ -79,22 +79,38 @@ export async function recordEvent (trx: Kysely<Database>, event: NewEvent): Prom
   if (!trx.isTransaction) throw new Error(`recordEvent(${event.type}) outside a transaction: the event must commit with its change`)
   if (benchOnly.skipEventRecording) return { ...event, id: newId('evt'), createdAt: new Date().toISOString() }
   const id = newId('evt')
-  const values = sql`(${id}, ${event.type}, ${event.orgId}, ${event.actor.type}, ${event.actor.id}, ${event.actor.email}, ${event.target.type}, ${event.target.id}, ${JSON.stringify(event.data)}::jsonb, ${event.ip})`
-  // One statement, one round trip: the event and, for a catalogue event of an org, its webhook
-  // deliveries (§11), so a committed change always reaches its subscribers and a rolled-back one
-  // never does. The insert of the deliveries must run even though nothing reads its rows but the notify.
-  const deliver = event.orgId !== null && CATALOGUE.has(event.type)
-  const { rows } = deliver
-    ? await sql<{ created_at: Date }>`
-      with event as (
-        insert into audit_events (id, type, org_id, actor_type, actor_id, actor_email, target_type, target_id, data, ip)
-        values ${values} returning id, created_at
-      ), deliveries as (${eventDeliveriesInsert({ id, type: event.type, orgId: event.orgId as string, actor: event.actor, data: event.data })})
-      select event.created_at, (${notifyIfAny}) from event`.execute(trx)
-    : await sql<{ created_at: Date }>`
-      insert into audit_events (id, type, org_id, actor_type, actor_id, actor_email, target_type, target_id, data, ip)
-      values ${values} returning created_at`.execute(trx)
+  const { rows } = await sql<{ created_at: Date }>`with ${eventCtes(id, event, null)} select created_at from event`.execute(trx)
   return { ...event, id, createdAt: rows[0].created_at.toISOString() }
+}
+
+/**
+ * A change and its event in one statement, for the busiest writes: recording then costs the route
+ * no round trip of its own. `change` (an UPDATE, INSERT or DELETE … RETURNING) runs as a CTE, and
+ * the event (with its deliveries) is written only when the change returned a row. The event cannot
+ * depend on what the change returns: the caller knows it beforehand (the row it locked and what it
+ * sets). Answers the change's rows.
+ */
+export async function changeWithEvent<Row> (trx: Kysely<Database>, change: Compilable<Row> & OperationNodeSource, event: NewEvent): Promise<Row[]> {
+  if (!trx.isTransaction) throw new Error(`changeWithEvent(${event.type}) outside a transaction: the event must commit with its change`)
+  if (benchOnly.skipEventRecording) return (await trx.executeQuery(change.compile())).rows
+  const { rows } = await sql<Row>`with change as (${change}), ${eventCtes(newId('evt'), event, sql`exists (select 1 from change)`)} select * from change`.execute(trx)
+  return rows
+}
+
+/**
+ * The CTEs `event` (the event's row, returning id and created_at) and, for a catalogue event of an
+ * org, `deliveries`: its webhook deliveries (§11) in the same statement, so a committed change always
+ * reaches its subscribers and a rolled-back one never does. A data-modifying CTE runs whether or not
+ * the statement reads it.
+ */
+function eventCtes (id: string, event: NewEvent, onlyIf: RawBuilder<unknown> | null): RawBuilder<unknown> {
+  const insertEvent = sql`event as (
+    insert into audit_events (id, type, org_id, actor_type, actor_id, actor_email, target_type, target_id, data, ip)
+    select ${id}, ${event.type}, ${event.orgId}, ${event.actor.type}, ${event.actor.id}, ${event.actor.email}, ${event.target.type}, ${event.target.id}, ${JSON.stringify(event.data)}::jsonb, ${event.ip}
+    ${onlyIf === null ? sql`` : sql`where ${onlyIf}`}
+    returning id, created_at)`
+  if (event.orgId === null || !CATALOGUE.has(event.type)) return insertEvent
+  return sql`${insertEvent}, deliveries as (${eventDeliveriesInsert({ id, type: event.type, orgId: event.orgId, actor: event.actor, data: event.data })})`
 }
 
 /** Where an event stands in the newest-first order: its time to the microsecond (as stored) and its id. */

@@ -59,7 +59,7 @@ export function toDelivery (row: WebhookDeliveryRow): WebhookDelivery {
  * The deliveries of a just-recorded event, as the body of a `deliveries` CTE of recordEvent's
  * statement (whose `event` CTE returns the event's id and created_at): one per active webhook of
  * its org subscribed to its type, in the event's transaction (an outbox), announced to the workers
- * when it commits (notifyIfAny).
+ * when it commits (one NOTIFY per transaction: PostgreSQL folds identical ones).
  *
  * Delivery ids are made here, not in JavaScript, since the number of subscribers is not known: the
  * ULID time of the event's id, and 16 Crockford characters (hex digits are a subset) of md5(event
@@ -78,11 +78,8 @@ export function eventDeliveriesInsert (event: { id: string, type: string, orgId:
              to_json(to_char(e.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text || ${tail}::text
     from webhooks w join organizations o on o.id = w.org_id cross join event e
     where w.org_id = ${event.orgId} and w.is_active and (${event.type}::text = any(w.events) or '*' = any(w.events))
-    returning 1`
+    returning pg_notify(${WEBHOOK_DELIVERIES_CHANNEL}, '')`
 }
-
-/** A scalar subquery of recordEvent's statement: wakes the delivery workers when the event has any delivery. */
-export const notifyIfAny = sql`select pg_notify(${WEBHOOK_DELIVERIES_CHANNEL}, '') from (select 1 from deliveries limit 1) as any_delivery`
 
 /** The org row, locked until the transaction ends: creations of one org's webhooks take turns, so the cap holds. */
 export async function countWebhooksLocked (trx: Kysely<Database>, orgId: string): Promise<number> {

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { adminHeaders, build, createOrgWithMember } from '../helper.ts'
+import { changeWithEvent, SYSTEM_ACTOR, type NewEvent } from '../../db/queries/events.ts'
 
 // recordEvent writes an event and its webhook deliveries (§11 outbox) in one statement: one row per
 // active webhook of the event's org subscribed to its type, with the event's JSON as the payload.
@@ -43,4 +44,36 @@ t.test('an org event writes one delivery per subscribed, active webhook of its o
   t.equal(created.statusCode, 201)
   const after = await app.db.selectFrom('webhook_deliveries').select(eb => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()
   t.equal(after.n, before.n, 'org.created is not delivered')
+})
+
+t.test('changeWithEvent: the change and its event in one statement; a change that touches no row records nothing', async t => {
+  const app = await build(t)
+  const { org } = await createOrgWithMember(app)
+  await app.db.insertInto('webhooks')
+    .values({ id: 'wh_01JBBBBBBBBBBBBBBBBBBBBBB1', org_id: org.id, url: 'https://hooks.example.test/in', events: ['*'], description: null, secret_ciphertext: 'unused' }).execute()
+  const event = (name: string): NewEvent => ({ type: 'org.updated', orgId: org.id, actor: SYSTEM_ACTOR, target: { type: 'org', id: org.id }, data: { name }, ip: null })
+  const count = async (table: 'audit_events' | 'webhook_deliveries') => Number((await app.db.selectFrom(table)
+    .select(eb => eb.fn.countAll<string>().as('n')).where('org_id', '=', org.id).executeTakeFirstOrThrow()).n)
+  const [events, deliveries] = [await count('audit_events'), await count('webhook_deliveries')]
+
+  const rows = await app.db.transaction().execute(trx => changeWithEvent(trx,
+    trx.updateTable('organizations').set({ name: 'Changed' }).where('id', '=', org.id).returning(['id', 'name']), event('Changed')))
+  t.same(rows, [{ id: org.id, name: 'Changed' }], 'the change\'s rows are answered')
+  t.equal(await count('audit_events'), events + 1, 'one event')
+  t.equal(await count('webhook_deliveries'), deliveries + 1, 'one delivery')
+
+  const none = await app.db.transaction().execute(trx => changeWithEvent(trx,
+    trx.updateTable('organizations').set({ name: 'Nobody' }).where('id', '=', 'org_01JZZZZZZZZZZZZZZZZZZZZZZZ').returning(['id']), event('Nobody')))
+  t.same(none, [])
+  t.equal(await count('audit_events'), events + 1, 'no event for a change that touched nothing')
+  t.equal(await count('webhook_deliveries'), deliveries + 1, 'and no delivery')
+
+  await t.rejects(app.db.transaction().execute(async trx => {
+    await changeWithEvent(trx, trx.updateTable('organizations').set({ name: 'Rolled back' }).where('id', '=', org.id).returning(['id']), event('Rolled back'))
+    throw new Error('refused after the change')
+  }), /refused after the change/)
+  t.equal(await count('audit_events'), events + 1, 'a rolled-back change leaves no event')
+  t.equal(await count('webhook_deliveries'), deliveries + 1, 'and no delivery')
+  await t.rejects(changeWithEvent(app.db, app.db.updateTable('organizations').set({ name: 'x' }).where('id', '=', org.id).returning(['id']), event('x')),
+    /outside a transaction/, 'refused outside a transaction')
 })
