@@ -6,6 +6,7 @@ import { createLastUsedRecorder } from '../src/last-used-recorder.ts'
 import { findApiKeyByHash } from '../db/queries/api-keys.ts'
 import { findOrgBySlug, type Org } from '../db/queries/orgs.ts'
 import { addressAllowed, guardedKey, type GuardedKey } from '../src/key-guard.ts'
+import { UNVERIFIED } from '../src/epoch-cache.ts'
 import type { ApiKeyScope } from '../src/api-key-settings.ts'
 import { InsufficientScope, InvalidApiKey, IpNotAllowed, OrgSuspended, RateLimited } from '../src/errors.ts'
 import { slugHeader } from './org-slug.ts'
@@ -51,6 +52,12 @@ declare module 'fastify' {
      * Synchronous: a few reads of what was cached with the key.
      */
     apiKeyRefusal: (request: FastifyRequest) => Error | null
+    /**
+     * False when what requireApiKey loaded is sure to be read again by confirmApiKey (it was loaded
+     * by another request before the org's epoch was known): counting the request's budget before
+     * confirmApiKey would only be given back.
+     */
+    apiKeyMayBeCurrent: (request: FastifyRequest) => boolean
     /** Once the request passed its budget: counts the key's use (metrics, lastUsedAt). */
     recordApiKeyUse: (request: FastifyRequest) => Promise<void>
   }
@@ -315,6 +322,11 @@ async function apiKey (app: FastifyInstance, { config }: { config: Config }): Pr
       return new InsufficientScope(`This API key lacks the scope ${scope}, which ${request.method} ${request.routeOptions.url ?? request.url} needs`)
     }
     return null
+  })
+
+  app.decorate('apiKeyMayBeCurrent', function apiKeyMayBeCurrent (request: FastifyRequest): boolean {
+    const { keyStamp, orgStamp } = loadedOf(request)
+    return keyStamp !== UNVERIFIED && orgStamp !== UNVERIFIED
   })
 
   app.decorate('recordApiKeyUse', async function recordApiKeyUse (request: FastifyRequest) {

@@ -27,9 +27,11 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Fastify's hook runner on the hottest path.
   app.addHook('onRequest', async function guardPublicRequest (request, reply) {
     await app.requireApiKey(request, reply)
-    // The 403 checks first on what the cache holds; when it allows the request, the count starts
-    // now, in the same tick as the org-epoch read (with Redis: one round trip for both).
-    let counted = app.apiKeyRefusal(request) === null ? app.countApiKeyRequest(request) : null
+    // The 403 checks first on what the cache holds; when it allows the request and may well be
+    // current, the count starts now, in the same tick as the org-epoch read (with Redis: one
+    // round trip for both).
+    let counted = app.apiKeyRefusal(request) === null && app.apiKeyMayBeCurrent(request) ? app.countApiKeyRequest(request) : null
+    const countedBudget = (request.apiKey as AuthenticatedApiKey).budget
     let reloaded: boolean
     try {
       reloaded = await app.confirmApiKey(request)
@@ -37,16 +39,20 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (counted !== null) await app.uncountApiKeyRequest(counted)
       throw error
     }
-    if (reloaded && counted !== null) {
-      // The key or org changed since it was cached: what they hold now decides, budget included.
-      await app.uncountApiKeyRequest(counted)
-      counted = null
-    }
-    const { expiresAtHeader } = request.apiKey as AuthenticatedApiKey
+    const { expiresAtHeader, budget } = request.apiKey as AuthenticatedApiKey
     if (expiresAtHeader !== null) reply.header('x-api-key-expires-at', expiresAtHeader)
     if (reloaded || counted === null) {
+      // What the key and org hold now decides: a refusal gives the count back, and so does a
+      // changed budget (the request is counted again under the new one).
       const refusal = app.apiKeyRefusal(request)
-      if (refusal !== null) throw refusal
+      if (refusal !== null) {
+        if (counted !== null) await app.uncountApiKeyRequest(counted)
+        throw refusal
+      }
+      if (counted !== null && (budget.max !== countedBudget.max || budget.windowMs !== countedBudget.windowMs)) {
+        await app.uncountApiKeyRequest(counted)
+        counted = null
+      }
     }
     await app.rateLimitApiKey(reply, counted ?? app.countApiKeyRequest(request))
     await app.recordApiKeyUse(request)
