@@ -13,8 +13,10 @@ const authNote = ' Authenticated by `Authorization: Bearer <ADMIN_TOKEN>` (401 o
 const EXAMPLE_ORG = { id: 'org_01JZ8Q4K7X3W5N2M9B6V1C0D8E', slug: 'acme', name: 'Acme Inc.', plan: 'pro', status: 'active', appUrl: null, createdAt: '2025-05-23T12:00:00.000Z', rateLimit: null }
 const OrgRateLimit = NullableRateLimit('The organization\'s budget per API key on `/public`: at most `max` requests per `windowSeconds` for each key ' +
   'without a budget of its own; null → the service default (`RATE_LIMIT_MAX` per `RATE_LIMIT_WINDOW`). No key of the org may be given a faster average rate (max / windowSeconds).')
+/** A membership as the admin's addMember answers it: the user's id beside the role and status. */
+export const AddedMembership = Type.Object({ userId: Id('usr', 'User id'), role: OrgRole, status: ActiveStatus, joinedAt: Timestamp })
 /** The organization as the platform admin sees it: §2's fields plus its budget per API key (§9). */
-const AdminOrg = Type.Object({ ...Org.properties, rateLimit: OrgRateLimit }, { description: 'An organization (tenant), with its budget per API key' })
+export const AdminOrg = Type.Object({ ...Org.properties, rateLimit: OrgRateLimit }, { description: 'An organization (tenant), with its budget per API key' })
 const EXAMPLE_USER = { id: 'usr_01JZ8Q4K7X3W5N2M9B6V1C0D8F', email: 'ada@acme.test', name: 'Ada Lovelace', role: 'user', isEmailVerified: false, createdAt: '2025-05-23T12:00:00.000Z' }
 const invalidToken: ErrorExample = ['Invalid admin token', 'unauthorized']
 const disabled = (method: string, path: string): ErrorExample => [`Route ${method} /api/v1/admin${path} not found`, 'not_found']
@@ -111,7 +113,7 @@ export const addMember = {
   body: Type.Object({ userId: Id('usr', 'The user to add'), role: Type.Optional(OrgRole) }, { additionalProperties: false, examples: [{ userId: EXAMPLE_USER.id, role: 'org_admin' }] }),
   response: {
     201: withSuccessExample(Success(Type.Object({
-      membership: Type.Object({ userId: Id('usr', 'User id'), role: OrgRole, status: ActiveStatus, joinedAt: Timestamp })
+      membership: AddedMembership
     }), 'Membership created'), { membership: { userId: EXAMPLE_USER.id, role: 'org_admin', status: 'active', joinedAt: '2025-05-23T12:00:00.000Z' } }),
     ...errorResponse(400, ['body.userId is required', 'validation_failed']),
     ...errorResponse(401, invalidToken),

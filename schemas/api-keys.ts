@@ -84,10 +84,11 @@ export const ApiKey = Type.Object({
   scopes: Scopes,
   rateLimit: KeyRateLimit,
   allowedIps: Type.Array(Type.String({ description: 'A normalised address or CIDR block' }), { description: 'The addresses that may use the key, normalised; empty → any address', examples: [['203.0.113.0/24', '2001:db8::1']] }),
-  createdBy: Type.Object({
+  // One object schema (no anyOf), typed as §9's union: `id` is there exactly when the type is user.
+  createdBy: Type.Unsafe<{ type: 'user', id: string } | { type: 'admin' | 'system' }>(Type.Object({
     type: StringEnum(['user', 'admin', 'system'], { description: '`user`: an org admin through the API; `admin`: the platform operator; `system`: the service itself or the operator CLI' }),
     id: Type.Optional(Id('usr', 'The user who created the key; present only when type is `user`'))
-  }, { description: 'Who created the key' }),
+  }, { description: 'Who created the key' })),
   revokedAt: NullableString(Timestamp, { description: 'When the key was revoked, or null', examples: [null] }),
   rotatedFromId: NullableKeyId('The key this one replaced by rotation, or null'),
   rotatedToId: NullableKeyId('The key that replaced this one by rotation, or null')

@@ -52,10 +52,11 @@ export const AuditEvent = Type.Object({
     type: Type.String({ description: 'What kind of thing changed: org, user, api_key, webhook, invite, session', examples: ['user'] }),
     id: Type.String({ description: 'Its id', examples: [GRACE.id] })
   }, { description: 'What the change was made to' }),
-  data: Type.Object({}, {
+  // Typed as a record, not `{}` (which any value but null and undefined satisfies).
+  data: Type.Unsafe<Record<string, unknown>>(Type.Object({}, {
     additionalProperties: true,
     description: 'The change, by type. Never a secret: no raw key, token, password, webhook secret or invite token.\n\n' + DATA_BY_TYPE
-  }),
+  })),
   ip: NullableString(Type.String(), { description: 'The client address of the request that caused the event (as derived under TRUST_PROXY); null for the CLI and background jobs', examples: ['203.0.113.7'] }),
   createdAt: Timestamp
 }, { description: 'An audit event (§10)' })

@@ -9,7 +9,7 @@ const params = Type.Object({ userId: Id('usr', 'The member\'s user id') })
 const EXAMPLE_ORG = { id: 'org_01JZ8Q4K7X3W5N2M9B6V1C0D8E', name: 'Acme Inc.', slug: 'acme', plan: 'pro', status: 'active', appUrl: 'https://app.acme.test', createdAt: '2025-05-23T12:00:00.000Z' }
 const EXAMPLE_MEMBER = { userId: 'usr_01JZ8Q4K7X3W5N2M9B6V1C0D8E', name: 'Ada Lovelace', email: 'ada@acme.test', role: 'org_admin', status: 'active', joinedAt: '2025-05-23T12:00:00.000Z' }
 
-const Member = Type.Object({
+export const Member = Type.Object({
   userId: Id('usr', 'User id'),
   name: Type.String({ description: 'Full name', examples: ['Ada Lovelace'] }),
   email: Email,

@@ -1,26 +1,15 @@
 import { sql, type Kysely } from 'kysely'
 import type { ApiKeyRow, Database, NewApiKey } from '../database.ts'
 import type { ApiKeyScope } from '../../src/api-key-settings.ts'
+import type { Static } from '@sinclair/typebox'
+import type { ApiKey as ApiKeySchema } from '../../schemas/api-keys.ts'
 import { changeWithEvent, type NewEvent } from './events.ts'
 
-/** The full key object of §9: what every key route answers and every api_key.* event holds (never the key). */
-export interface ApiKey {
-  id: string
-  name: string
-  prefix: string
-  isActive: boolean
-  createdAt: string
-  expiresAt: string | null
-  lastUsedAt: string | null
-  description: string | null
-  scopes: ApiKeyScope[]
-  rateLimit: { max: number, windowSeconds: number } | null
-  allowedIps: string[]
-  createdBy: { type: 'user', id: string } | { type: 'admin' | 'system' }
-  revokedAt: string | null
-  rotatedFromId: string | null
-  rotatedToId: string | null
-}
+/**
+ * The full key object of §9: what every key route answers and every api_key.* event holds (never
+ * the key). Its type is the documented schema's, so a row mapped wrongly fails tsc here.
+ */
+export type ApiKey = Static<typeof ApiKeySchema>
 
 function iso (value: Date | null): string | null {
   return value === null ? null : value.toISOString()

@@ -1,5 +1,7 @@
 import { sql, type Compilable, type Kysely, type OperationNodeSource, type RawBuilder } from 'kysely'
+import type { Static } from '@sinclair/typebox'
 import type { Database } from '../database.ts'
+import type { AuditEvent as AuditEventSchema } from '../../schemas/audit.ts'
 import { newId } from '../../src/ids.ts'
 import { eventDeliveriesInsert } from './webhooks.ts'
 
@@ -136,16 +138,7 @@ export interface EventQuery {
 }
 
 /** An event as the audit routes answer it (§10). */
-export interface AuditEvent {
-  id: string
-  type: AnyEventType
-  orgId: string | null
-  actor: { type: Actor['type'], id: string | null, email: string | null }
-  target: { type: string, id: string }
-  data: Record<string, unknown>
-  ip: string | null
-  createdAt: string
-}
+export type AuditEvent = Static<typeof AuditEventSchema>
 
 export interface EventPage {
   events: AuditEvent[]

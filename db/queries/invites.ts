@@ -1,16 +1,10 @@
 import { sql, type Kysely } from 'kysely'
+import type { Static } from '@sinclair/typebox'
 import type { Database, InviteRow } from '../database.ts'
+import type { Invite as InviteSchema } from '../../schemas/invites.ts'
 
 /** An invitation as §12 shows it: only pending ones are ever shown. */
-export interface Invite {
-  id: string
-  email: string
-  role: 'org_admin' | 'member'
-  status: 'pending'
-  expiresAt: string
-  createdAt: string
-  invitedBy: { id: string, email: string }
-}
+export type Invite = Static<typeof InviteSchema>
 
 type InviteWithInviter = InviteRow & { inviter_email: string }
 

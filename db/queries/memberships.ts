@@ -1,14 +1,13 @@
 import type { Kysely } from 'kysely'
+import type { Static } from '@sinclair/typebox'
 import type { Database, MembershipRow } from '../database.ts'
+import type { AddedMembership } from '../../schemas/admin.ts'
+import type { Member as MemberSchema } from '../../schemas/org.ts'
 import type { SessionPrincipal } from './sessions.ts'
 import { toUser } from './users.ts'
 
-export interface Membership {
-  userId: string
-  role: 'org_admin' | 'member'
-  status: 'active' | 'suspended'
-  joinedAt: string
-}
+/** A membership with its user's id, as the admin's addMember answers it. */
+export type Membership = Static<typeof AddedMembership>
 
 export function toMembership (row: Pick<MembershipRow, 'user_id' | 'role' | 'status' | 'joined_at'>): Membership {
   return { userId: row.user_id, role: row.role, status: row.status, joinedAt: row.joined_at.toISOString() }
@@ -27,10 +26,8 @@ export async function findMembership (db: Kysely<Database>, orgId: string, userI
     .where('org_id', '=', orgId).where('user_id', '=', userId).executeTakeFirst()
 }
 
-export interface Member extends Membership {
-  name: string
-  email: string
-}
+/** A member as /org/members answers one. */
+export type Member = Static<typeof MemberSchema>
 
 function memberQuery (db: Kysely<Database>, orgId: string) {
   return db.selectFrom('memberships as m')

@@ -1,17 +1,14 @@
 import type { Kysely } from 'kysely'
+import type { Static } from '@sinclair/typebox'
 import type { Database, NewOrganization, OrganizationRow, OrganizationUpdate } from '../database.ts'
+import type { AdminOrg } from '../../schemas/admin.ts'
 
-export interface Org {
-  id: string
-  slug: string
-  name: string
-  plan: string
-  status: 'active' | 'suspended'
-  appUrl: string | null
-  createdAt: string
-  /** the org's budget per API key (§9), or null for the service default */
-  rateLimit: { max: number, windowSeconds: number } | null
-}
+/**
+ * An org as the admin routes answer it: §2's fields and its budget per API key (§9), or null for
+ * the service default. The other routes document §2's fields alone (schemas/common.ts Org), a
+ * subset of this type; their serializer leaves the budget out.
+ */
+export type Org = Static<typeof AdminOrg>
 
 export function toOrg (row: OrganizationRow): Org {
   return {

@@ -1,5 +1,7 @@
 import type { Kysely } from 'kysely'
+import type { Static } from '@sinclair/typebox'
 import type { Database } from '../database.ts'
+import type { Membership, PublicUser } from '../../schemas/common.ts'
 
 export async function insertSession (db: Kysely<Database>, row: { id: string, orgId: string, userId: string, expiresAt: Date, ip?: string | null, userAgent?: string | null }): Promise<void> {
   await db.insertInto('sessions').values({
@@ -23,9 +25,10 @@ export async function isSessionLive (db: Kysely<Database>, sessionId: string): P
   return row !== undefined
 }
 
+/** The user and their membership, as GET /auth/me and GET /public/users/{userId} answer them. */
 export interface SessionPrincipal {
-  user: { id: string, name: string, email: string, role: string, isEmailVerified: boolean }
-  membership: { role: 'org_admin' | 'member', status: 'active' | 'suspended', joinedAt: string }
+  user: Static<typeof PublicUser>
+  membership: Static<typeof Membership>
 }
 
 /** The user and membership behind a live session of that user in that org, in one query. */

@@ -1,13 +1,10 @@
 import { sql, type Kysely } from 'kysely'
+import type { Static } from '@sinclair/typebox'
 import type { Database, UserRow } from '../database.ts'
+import type { PublicUser } from '../../schemas/common.ts'
 
-export interface User {
-  id: string
-  name: string
-  email: string
-  role: string
-  isEmailVerified: boolean
-}
+/** A user as every route answers one (never the password hash). */
+export type User = Static<typeof PublicUser>
 
 export function toUser (row: Pick<UserRow, 'id' | 'name' | 'email' | 'role' | 'is_email_verified'>): User {
   return { id: row.id, name: row.name, email: row.email, role: row.role, isEmailVerified: row.is_email_verified }

@@ -1,6 +1,8 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely'
 import { encodeTime } from 'ulid'
+import type { Static } from '@sinclair/typebox'
 import type { Database, OutboxStatus, WebhookDeliveryRow, WebhookRow } from '../database.ts'
+import type { Delivery, Webhook as WebhookSchema } from '../../schemas/webhooks.ts'
 
 /** The NOTIFY channel a committed delivery is announced on; the delivery workers listen to it. */
 export const WEBHOOK_DELIVERIES_CHANNEL = 'tenantkey_webhook_deliveries'
@@ -8,28 +10,11 @@ export const MAX_WEBHOOKS_PER_ORG = 20
 /** A delivery due for longer than this is overdue (/metrics): the workers are behind. */
 export const OVERDUE_AFTER_MS = 60_000
 
-export interface Webhook {
-  id: string
-  url: string
-  events: string[]
-  description: string | null
-  isActive: boolean
-  createdAt: string
-}
+/** A webhook as its routes answer it (never its secret). */
+export type Webhook = Static<typeof WebhookSchema>
 
-export interface WebhookDelivery {
-  id: string
-  webhookId: string
-  eventId: string
-  event: WebhookDeliveryRow['event_type']
-  status: OutboxStatus
-  attempts: number
-  lastAttemptAt: string | null
-  nextAttemptAt: string | null
-  lastResponseStatus: number | null
-  lastError: string | null
-  createdAt: string
-}
+/** A delivery as the deliveries routes answer it. */
+export type WebhookDelivery = Static<typeof Delivery>
 
 function iso (value: Date | null): string | null {
   return value === null ? null : value.toISOString()
