@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { sql, type Kysely, type RawBuilder } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
+import { asBackgroundWork } from '../db/connect.ts'
 
 /**
  * Works off an outbox table: rows written in the transaction of a change (an invitation mail,
@@ -206,7 +207,7 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
 
   function runInBackground (): void {
     if (stopping.signal.aborted) return
-    claimLoop().catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
+    asBackgroundWork(claimLoop).catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
   }
 
   // A retry due before the next poll gets a timer, so short schedules are kept. Every such time

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Database } from '../db/database.ts'
+import { asBackgroundWork } from '../db/connect.ts'
 
 export interface PeriodicJob {
   /** a stable name: its hash is the advisory lock every instance competes for */
@@ -51,7 +52,7 @@ export function startPeriodicJob (db: Kysely<Database>, log: FastifyBaseLogger, 
   }
 
   const timer = setInterval(() => {
-    runNow().catch(error => log.warn({ err: error, job: job.name }, 'periodic job failed; it runs again next interval'))
+    asBackgroundWork(runNow).catch(error => log.warn({ err: error, job: job.name }, 'periodic job failed; it runs again next interval'))
   }, job.intervalMs)
   timer.unref()
   return { runNow, stop: () => clearInterval(timer) }

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Database } from '../db/database.ts'
+import { asBackgroundWork } from '../db/connect.ts'
 import { addUsage, USAGE_COUNTERS, type UsageCounts, type UsageIncrement } from '../db/queries/usage.ts'
 
 const HOUR_MS = 3_600_000
@@ -63,7 +64,7 @@ export function createUsageRecorder ({ db, log, flushIntervalMs = 60_000, now = 
     }
   }
 
-  const timer = setInterval(() => { flush().catch(() => {}) }, flushIntervalMs)
+  const timer = setInterval(() => { asBackgroundWork(flush).catch(() => {}) }, flushIntervalMs)
   timer.unref()
 
   function flush (): Promise<void> {
