@@ -43,11 +43,16 @@ t.test('GET /org/api-keys/:keyId: 404 for an unknown id, a malformed one or anot
   const admin = await orgAdmin(app)
   const other = await orgAdmin(app)
   const { apiKey } = await createdKey(app, other)
-  for (const id of [apiKey.id, 'key_01JZ8Q4K7X3W5N2M9B6V1C0D8E', 'not-a-key', 'key_%00']) {
+  for (const id of [apiKey.id, 'key_01JZ8Q4K7X3W5N2M9B6V1C0D8E', 'not-a-key']) {
     const res = await keyRoutes(app, admin).get(id)
     t.equal(res.statusCode, 404, id)
     t.same(res.json(), { status: 'error', message: 'API key not found', code: 'not_found' })
   }
+  // §1: U+0000 in a path parameter is refused before any lookup, naming the parameter.
+  const nul = await keyRoutes(app, admin).get('key_%00')
+  t.equal(nul.statusCode, 400)
+  t.equal(nul.json().code, 'validation_failed')
+  t.match(nul.json().message, /params\.keyId/)
 })
 
 t.test('allowedIps are stored normalised', async t => {
