@@ -6,7 +6,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import type { Config } from '../src/config.ts'
 import * as schemas from '../schemas/auth.ts'
-import { ACCESS_TOKEN_TTL_SECONDS, accessTokenFrom } from './auth-jwt.ts'
+import { ACCESS_TOKEN_TTL_SECONDS, accessTokenFrom, guardedAuth } from './auth-jwt.ts'
+import { guardedOrg } from './org-slug.ts'
 import { findUserByEmail, upgradePasswordHash } from '../db/queries/users.ts'
 import { findMembership } from '../db/queries/memberships.ts'
 import { findLiveSessionPrincipal, insertSession, revokeSession, type SessionPrincipal } from '../db/queries/sessions.ts'
@@ -113,7 +114,7 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
   }
 
   app.post('/login', { schema: schemas.login }, async (request, reply) => {
-    const org = request.org!
+    const org = guardedOrg(request)
     const email = request.body.email.trim().toLowerCase()
     // Per client address: an IPv4 address, an IPv6 /64 (one host often holds a whole /64).
     const emailKey = `${email}|${clientKey(request.ip)}`
@@ -149,7 +150,7 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
   })
 
   app.post('/refresh', { schema: schemas.refresh, preValidation: emptyBodyIsAnObject }, async (request, reply) => {
-    const org = request.org!
+    const org = guardedOrg(request)
     const token = refreshTokenFrom(request)
     if (token === null) throw new Unauthorized('Refresh token required: send the refresh_token cookie or { "refreshToken" }')
     const tokenHash = sha256Hex(token)
@@ -181,17 +182,17 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
   async function revokeForReuse (request: FastifyRequest, sessionId: string, userId: string): Promise<void> {
     const revoked = await app.db.transaction().execute(async trx => {
       if (!await revokeSession(trx, sessionId, 'refresh_token_reuse')) return false
-      await recordEvent(trx, { type: 'session.revoked', orgId: request.org!.id, actor: SYSTEM_ACTOR, target: { type: 'session', id: sessionId }, data: { reason: 'refresh_token_reuse', userId }, ip: request.ip })
+      await recordEvent(trx, { type: 'session.revoked', orgId: guardedOrg(request).id, actor: SYSTEM_ACTOR, target: { type: 'session', id: sessionId }, data: { reason: 'refresh_token_reuse', userId }, ip: request.ip })
       return true
     })
     if (revoked) {
-      await app.publicCache.orgChanged(request.org!.id)
+      await app.publicCache.orgChanged(guardedOrg(request).id)
       request.log.warn({ sessionId, userId }, 'refresh token reused: session revoked')
     }
   }
 
   app.post('/logout', { schema: schemas.logout, preValidation: emptyBodyIsAnObject }, async (request, reply) => {
-    const org = request.org!
+    const org = guardedOrg(request)
     const sessionId = await sessionToEnd(request, org.id)
     if (sessionId !== null && await revokeSession(app.db, sessionId, 'logout')) {
       await app.publicCache.orgChanged(org.id)
@@ -216,7 +217,7 @@ const auth: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config
     scope.addHook('onRequest', app.requireUser)
 
     scope.get('/me', { schema: schemas.me }, async (request) => {
-      const { user, membership } = request.auth!
+      const { user, membership } = guardedAuth(request)
       return { user, membership }
     })
   })

@@ -4,9 +4,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import * as schemas from '../schemas/usage.ts'
 import { createUsageRecorder, type UsageRecorder } from '../src/usage-recorder.ts'
 import { startPeriodicJob } from '../src/periodic-job.ts'
-import { deleteUsageBefore, isKeyOfOrg, listHourlyUsage, USAGE_COUNTERS, type UsageCounts } from '../db/queries/usage.ts'
+import { deleteUsageBefore, isKeyOfOrg, listHourlyUsage, USAGE_COUNTERS, zeroUsage } from '../db/queries/usage.ts'
 import { idPattern } from '../src/ids.ts'
 import { NotFound, ValidationFailed } from '../src/errors.ts'
+import { guardedOrg } from './org-slug.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -51,7 +52,7 @@ export const keyUsageRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.requireRole('org_admin'))
 
   app.get('/api-keys/:keyId/usage', { schema: schemas.getApiKeyUsage }, async (request) => {
-    const orgId = request.org!.id
+    const orgId = guardedOrg(request).id
     const { keyId } = request.params
     const { granularity = 'hour' } = request.query
     const size = granularity === 'day' ? DAY_MS : HOUR_MS
@@ -68,7 +69,7 @@ export const keyUsageRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const hours = await listHourlyUsage(app.db, keyId, new Date(first), new Date(until))
     const usage = Array.from({ length: buckets }, (_, i) => ({
       start: new Date(first + i * size).toISOString(),
-      ...Object.fromEntries(USAGE_COUNTERS.map(name => [name, 0])) as UsageCounts
+      ...zeroUsage()
     }))
     for (const hour of hours) {
       const bucket = usage[Math.floor((hour.hour.getTime() - first) / size)]

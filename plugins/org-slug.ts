@@ -18,6 +18,15 @@ declare module 'fastify' {
 
 const SLUG = /^[a-z0-9-]{3,48}$/
 
+/**
+ * The organization requireOrg set, for the routes behind that guard. Read on a route without it,
+ * it is a defect (500), never a silent null: what `request.org!` used to assume, checked.
+ */
+export function guardedOrg (request: FastifyRequest): Org {
+  if (request.org === null) throw new Error(`${request.method} ${request.routeOptions.url ?? request.url} reads request.org without the requireOrg guard`)
+  return request.org
+}
+
 /** 400 when X-Org-Slug is missing, repeated or holds U+0000 or a lone surrogate; null when it cannot be a slug (no org has it). */
 export function slugHeader (request: FastifyRequest): string | null {
   const value = request.headers['x-org-slug']

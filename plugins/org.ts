@@ -4,6 +4,8 @@ import { countActiveAdmins, deleteMembership, findMember, listMembers, lockOrgMe
 import { revokeUserSessionsInOrg } from '../db/queries/sessions.ts'
 import { recordEvent, userActor } from '../db/queries/events.ts'
 import { Conflict, NotFound } from '../src/errors.ts'
+import { guardedOrg } from './org-slug.ts'
+import { guardedAuth } from './auth-jwt.ts'
 
 const LAST_ADMIN = 'The last active org_admin of an organization cannot be demoted, suspended or removed'
 
@@ -18,11 +20,11 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.requireActiveMember)
 
   app.get('', { schema: schemas.getOrg }, async (request) => {
-    return { org: request.org! }
+    return { org: guardedOrg(request) }
   })
 
   app.get('/members', { schema: schemas.listMembers }, async (request) => {
-    return { members: await listMembers(app.db, request.org!.id) }
+    return { members: await listMembers(app.db, guardedOrg(request).id) }
   })
 
   await app.register(async function orgAdminOnly (scope) {
@@ -30,7 +32,7 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
     admin.addHook('onRequest', app.requireRole('org_admin'))
 
     admin.patch('/members/:userId', { schema: schemas.updateMember }, async (request) => {
-      const orgId = request.org!.id
+      const orgId = guardedOrg(request).id
       const { userId } = request.params
       const { role, status } = request.body
       const { member, changes } = await app.db.transaction().execute(async trx => {
@@ -47,7 +49,7 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
         await recordEvent(trx, {
           type: 'member.updated',
           orgId,
-          actor: userActor(request.auth!.user),
+          actor: userActor(guardedAuth(request).user),
           target: { type: 'user', id: userId },
           data: { user: { id: member.userId, email: member.email }, membership: { role: member.role, status: member.status, joinedAt: member.joinedAt }, changes },
           ip: request.ip
@@ -61,7 +63,7 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
     })
 
     admin.delete('/members/:userId', { schema: schemas.removeMember }, async (request) => {
-      const orgId = request.org!.id
+      const orgId = guardedOrg(request).id
       const { userId } = request.params
       const sessionsRevoked = await app.db.transaction().execute(async trx => {
         await lockOrgMemberships(trx, orgId)
@@ -70,7 +72,7 @@ const org: FastifyPluginAsyncTypebox = async (app) => {
         if (isActiveAdmin(member) && await countActiveAdmins(trx, orgId) <= 1) throw new Conflict(LAST_ADMIN)
         await deleteMembership(trx, orgId, userId)
         const revoked = await revokeUserSessionsInOrg(trx, orgId, userId, 'member_removed')
-        const remover = request.auth!.user
+        const remover = guardedAuth(request).user
         await recordEvent(trx, {
           type: 'member.removed',
           orgId,

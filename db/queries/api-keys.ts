@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely'
-import type { ApiKeyRow, Database, NewApiKey } from '../database.ts'
+import type { ApiKeyRow, Database } from '../database.ts'
 import type { ApiKeyScope } from '../../src/api-key-settings.ts'
 import type { Static } from '@sinclair/typebox'
 import type { ApiKey as ApiKeySchema } from '../../schemas/api-keys.ts'
@@ -93,8 +93,10 @@ export async function insertApiKey (db: Kysely<Database>, row: ApiKeySettings & 
     created_by_type: row.createdBy.type,
     created_by: row.createdBy.type === 'user' ? row.createdBy.id : null,
     rotated_from_id: row.rotatedFromId ?? null,
-    ...settingsColumns(row)
-  } as NewApiKey).returningAll().executeTakeFirstOrThrow()
+    ...settingsColumns(row),
+    // settingsColumns types each setting optional (PATCH sends some); a new key has a name.
+    name: row.name
+  }).returningAll().executeTakeFirstOrThrow()
 }
 
 /** Newest first; revoked and expired keys stay listed as inactive. */

@@ -5,6 +5,11 @@ import type { Database } from '../database.ts'
 export const USAGE_COUNTERS = ['total', 'success', 'clientError', 'forbidden', 'rateLimited', 'tokensValid', 'tokensInvalid'] as const
 export type UsageCounts = Record<typeof USAGE_COUNTERS[number], number>
 
+/** A bucket with nothing counted (a fresh object: callers add to it). */
+export function zeroUsage (): UsageCounts {
+  return { total: 0, success: 0, clientError: 0, forbidden: 0, rateLimited: 0, tokensValid: 0, tokensInvalid: 0 }
+}
+
 export interface UsageIncrement { keyId: string, hour: Date, counts: UsageCounts }
 
 /**

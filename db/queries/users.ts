@@ -58,5 +58,9 @@ export async function insertUserFromInvite (trx: Kysely<Database>, row: { id: st
     .values({ id: row.id, email: row.email, name: row.name, password_hash: row.passwordHash, is_email_verified: row.isEmailVerified })
     .onConflict(oc => oc.expression(sql`lower(email)`).doNothing())
     .returningAll().executeTakeFirst()
-  return inserted ?? await findUserByEmail(trx, row.email) as UserRow
+  if (inserted !== undefined) return inserted
+  const existing = await findUserByEmail(trx, row.email)
+  // ON CONFLICT saw a committed row with this email; it can only be gone if deleted meanwhile.
+  if (existing === undefined) throw new Error(`insertUserFromInvite: ${row.email} conflicted, then was not found`)
+  return existing
 }

@@ -6,6 +6,7 @@ import { isEventType, listEvents, type EventQuery } from '../../db/queries/event
 import { findOrgBySlug } from '../../db/queries/orgs.ts'
 import { decodeCursor, encodeCursor } from '../../src/event-cursor.ts'
 import { NotFound, ValidationFailed } from '../../src/errors.ts'
+import { guardedOrg } from '../org-slug.ts'
 
 interface ListQuery {
   type?: string
@@ -61,7 +62,7 @@ export const orgAuditEvents: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onRequest', app.requireRole('org_admin'))
 
   app.get('/audit-events', { schema: schemas.listOrgAuditEvents }, async (request) => {
-    return await eventPage(app.db, { ...parseListQuery(request.query), orgId: request.org!.id })
+    return await eventPage(app.db, { ...parseListQuery(request.query), orgId: guardedOrg(request).id })
   })
 }
 

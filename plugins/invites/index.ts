@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Kysely } from 'kysely'
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from '../../src/config.ts'
-import type { Database } from '../../db/database.ts'
+import type { Database, UserRow } from '../../db/database.ts'
 import * as schemas from '../../schemas/invites.ts'
 import { sessionTokens } from '../auth.ts'
 import { createInviteMailer, inviteLink, mailOutboxRetention, type InviteMailer } from './mail.ts'
@@ -19,6 +19,8 @@ import { hashPassword } from '../../src/passwords.ts'
 import { sha256Hex } from '../../src/secrets.ts'
 import { newId } from '../../src/ids.ts'
 import { Conflict, InvalidInvite, NotFound, RateLimited, ValidationFailed } from '../../src/errors.ts'
+import { guardedOrg } from '../org-slug.ts'
+import { guardedAuth } from '../auth-jwt.ts'
 
 export const INVITE_TTL_MS = 7 * 86400_000
 export const INVITES_PER_ORG_PER_HOUR = 100
@@ -71,8 +73,8 @@ const invites: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
     admin.addHook('onRequest', app.requireRole('org_admin'))
 
     admin.post('/members/invite', { schema: schemas.inviteMember }, async (request, reply) => {
-      const org = request.org!
-      const inviter = request.auth!.user
+      const org = guardedOrg(request)
+      const inviter = guardedAuth(request).user
       const email = request.body.email.trim().toLowerCase()
       const role = request.body.role ?? 'member'
       refuseWithoutLink(org)
@@ -106,20 +108,20 @@ const invites: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
     })
 
     admin.get('/invites', { schema: schemas.listInvites }, async (request) => {
-      return { invites: await listPendingInvites(app.db, request.org!.id) }
+      return { invites: await listPendingInvites(app.db, guardedOrg(request).id) }
     })
 
     admin.delete('/invites/:inviteId', { schema: schemas.revokeInvite }, async (request) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const { inviteId } = request.params
       await app.db.transaction().execute(async trx => {
-        const revoked = await revokeInvite(trx, org.id, inviteId, request.auth!.user.id)
+        const revoked = await revokeInvite(trx, org.id, inviteId, guardedAuth(request).user.id)
         if (revoked === undefined) throw new NotFound('Invitation not found or not pending')
         await mailer?.cancel(trx, inviteId)
         await recordEvent(trx, {
           type: 'invite.revoked',
           orgId: org.id,
-          actor: userActor(request.auth!.user),
+          actor: userActor(guardedAuth(request).user),
           target: { type: 'invite', id: inviteId },
           data: { inviteId, email: revoked.email },
           ip: request.ip
@@ -130,7 +132,7 @@ const invites: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
     })
 
     admin.post('/invites/:inviteId/resend', { schema: schemas.resendInvite }, async (request, reply) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const { inviteId } = request.params
       refuseWithoutLink(org)
       const token = newInviteToken()
@@ -160,8 +162,8 @@ const invites: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
   async function recordInvited (trx: Kysely<Database>, invite: Invite, request: FastifyRequest): Promise<void> {
     await recordEvent(trx, {
       type: 'member.invited',
-      orgId: request.org!.id,
-      actor: userActor(request.auth!.user),
+      orgId: guardedOrg(request).id,
+      actor: userActor(guardedAuth(request).user),
       target: { type: 'invite', id: invite.id },
       data: { inviteId: invite.id, email: invite.email, role: invite.role, invitedBy: invite.invitedBy, expiresAt: invite.expiresAt },
       ip: request.ip
@@ -173,30 +175,33 @@ const invites: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
     open.addHook('onRequest', app.requireOrg)
 
     open.post('/accept-invite', { schema: schemas.acceptInvite }, async (request, reply) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const tokenHash = sha256Hex(request.body.token)
       const found = await findInviteByTokenHash(app.db, tokenHash)
       // One answer for every unusable token, whatever made it so.
       if (found === undefined || found.org_id !== org.id || found.status !== 'pending' || found.expires_at.getTime() <= Date.now()) throw new InvalidInvite()
 
       const existing = await findUserByEmail(app.db, found.email)
-      let passwordHash: string | null = null
+      // The account that joins: the invited email's, or one made from the body.
+      let account: { existing: UserRow } | { name: string, passwordHash: string }
       if (existing === undefined) {
         const { name, password } = request.body
         if (name === undefined || password === undefined) {
           const missing = [name === undefined && 'body.name', password === undefined && 'body.password'].filter(Boolean).join(' and ')
           throw new ValidationFailed(`${missing} ${missing.includes(' and ') ? 'are' : 'is'} required: no account has the invited email yet`)
         }
-        passwordHash = await hashPassword(password)
+        account = { name: name.trim(), passwordHash: await hashPassword(password) }
+      } else {
+        account = { existing }
       }
 
       const { sessionId, body, userId } = await app.db.transaction().execute(async trx => {
         const invite = await claimInvite(trx, org.id, tokenHash)
         if (invite === undefined) throw new InvalidInvite()
         // The account may have appeared since the read above; then it is the one that joins.
-        const user = passwordHash === null
-          ? existing!
-          : await insertUserFromInvite(trx, { id: newId('usr'), email: invite.email, name: request.body.name!.trim(), passwordHash, isEmailVerified: invite.delivery === 'email' })
+        const user = 'existing' in account
+          ? account.existing
+          : await insertUserFromInvite(trx, { id: newId('usr'), email: invite.email, name: account.name, passwordHash: account.passwordHash, isEmailVerified: invite.delivery === 'email' })
         const membership = await insertMembership(trx, { id: newId('mem'), orgId: org.id, userId: user.id, role: invite.role })
         if (membership === null) throw new Conflict('You are already a member of this organization: log in instead')
         await setInviteAcceptedBy(trx, invite.id, user.id)
@@ -214,7 +219,7 @@ const invites: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
         return { ...started, userId: user.id }
       })
       await app.publicCache.orgChanged(org.id)
-      request.log.info({ orgId: org.id, userId, sessionId, created: passwordHash !== null }, 'invitation accepted')
+      request.log.info({ orgId: org.id, userId, sessionId, created: !('existing' in account) }, 'invitation accepted')
       return body
     })
   }, { prefix: '/auth' })
