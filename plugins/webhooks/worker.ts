@@ -122,6 +122,7 @@ export function createDeliveryWorker (input: {
       'webhook-timestamp': String(timestamp),
       'webhook-signature': standardSignature(secrets, row.id, timestamp, row.payload)
     }
+    log.debug({ deliveryId: row.id, webhookId: target.id, attempt: row.attempts + 1 }, 'webhook attempt')
     const started = performance.now()
     const result = await sender.send({ url: target.url, headers, body: row.payload, signal })
     metrics.webhookAttempt(result.outcome, (performance.now() - started) / 1000)
@@ -141,6 +142,7 @@ export function createDeliveryWorker (input: {
       default:
         outcome = { done: false, final, error: result.error, set: { last_response_status: null } }
     }
+    log.debug({ deliveryId: row.id, webhookId: target.id, outcome: result.outcome }, 'webhook attempt ended')
     if (outcome.done) metrics.webhookDelivery('succeeded')
     else if (outcome.final === true) metrics.webhookDelivery('failed')
     return outcome

@@ -58,7 +58,7 @@ export async function startReceiver (answer: Answer = () => 200, tls?: { key: st
       const reply = receiver.answer(n, item)
       const { status, body, delayMs } = typeof reply === 'number' ? { status: reply, body: undefined, delayMs: 0 } : reply
       const send = (): void => { res.writeHead(status, { 'content-type': 'text/plain' }).end(body ?? 'ok') }
-      if (delayMs !== undefined && delayMs > 0) setTimeout(send, delayMs)
+      if (delayMs !== undefined && delayMs > 0) setTimeout(send, delayMs).unref()
       else send()
     })
   }
