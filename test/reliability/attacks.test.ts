@@ -96,14 +96,27 @@ t.test('BOLA: org A\'s credentials with org B\'s ids → 404, and B is unchanged
   // B's object for each id a route can take, and A's own (the control: the route is reachable;
   // a DELETE gets a spare, so the other routes' controls still find theirs).
   const invite = async (tenant: typeof a): Promise<string> => (await app.inject({ method: 'POST', url: '/api/v1/org/members/invite', headers: tenant.adminHeaders, payload: { email: uniqueEmail() } })).json().data.invite.id
-  const ofB: Record<string, string> = { userId: b.member.id, keyId: b.key.id, inviteId: await invite(b) }
+  // A webhook (with a delivery: its test event) per tenant; WEBHOOK_ALLOW_PRIVATE is on in tests.
+  const webhook = async (tenant: typeof a): Promise<{ webhookId: string, deliveryId: string }> => {
+    const created = await app.inject({ method: 'POST', url: '/api/v1/org/webhooks', headers: tenant.adminHeaders, payload: { url: 'http://127.0.0.1:9/hook', events: ['*'] } })
+    const webhookId: string = created.json().data.webhook.id
+    const tested = await app.inject({ method: 'POST', url: `/api/v1/org/webhooks/${webhookId}/test`, headers: tenant.adminHeaders })
+    return { webhookId, deliveryId: tested.json().data.delivery.id }
+  }
+  const ofB: Record<string, string> = { userId: b.member.id, keyId: b.key.id, inviteId: await invite(b), ...await webhook(b) }
   const inviteA = await invite(a)
   const spareInviteA = await invite(a)
+  const webhookA = await webhook(a)
+  const spareWebhookA = await webhook(a)
   const ofA = (method: string): Record<string, string> => method === 'DELETE'
-    ? { userId: spareA.id, keyId: spareKeyA.id, inviteId: spareInviteA }
-    : { userId: a.member.id, keyId: a.key.id, inviteId: inviteA }
-  const bodies: Record<string, object> = { PATCH: { role: 'org_admin', status: 'suspended' } }
-  const controlBodies: Record<string, object> = { PATCH: { role: 'member' } }
+    ? { userId: spareA.id, keyId: spareKeyA.id, inviteId: spareInviteA, ...spareWebhookA }
+    : { userId: a.member.id, keyId: a.key.id, inviteId: inviteA, ...webhookA }
+  // What each PATCH would change: B's object must stay as it is, A's own is changed harmlessly.
+  const bodyOf = (op: { method: string, path: string }, control: boolean): object | undefined => {
+    if (op.method !== 'PATCH') return undefined
+    if (op.path.includes('/webhooks/')) return { description: control ? 'changed by A' : 'hijacked by A' }
+    return control ? { role: 'member' } : { role: 'org_admin', status: 'suspended' }
+  }
   let tried = 0
   const malformed = [
     ['nonexistent', (name: string) => name === 'keyId' ? newId('key') : newId('usr')],
@@ -128,19 +141,19 @@ t.test('BOLA: org A\'s credentials with org B\'s ids → 404, and B is unchanged
     t.same(missing, [], `${name}: the test knows an object of B for each of its ids (add new id kinds to ofB)`)
     if (missing.length > 0) continue
 
-    const cross = await app.inject({ method: op.method as 'GET', url: fillPath(op.path, ofB), headers, payload: bodies[op.method] })
+    const cross = await app.inject({ method: op.method as 'GET', url: fillPath(op.path, ofB), headers, payload: bodyOf(op, false) })
     tried++
     assertError(t, cross, [404], `${name} with B's id`)
     t.equal(cross.json().code, 'not_found', `${name}: not_found`)
 
     for (const [what, make] of malformed) {
       const values = Object.fromEntries(op.pathParams.map(p => [p.name, make(p.name)]))
-      const res = await app.inject({ method: op.method as 'GET', url: fillPath(op.path, values), headers, payload: bodies[op.method] })
+      const res = await app.inject({ method: op.method as 'GET', url: fillPath(op.path, values), headers, payload: bodyOf(op, false) })
       tried++
       assertError(t, res, [400, 404, 414], `${name} with ${what} id`)
     }
 
-    const control = await app.inject({ method: op.method as 'GET', url: fillPath(op.path, ofA(op.method)), headers, payload: controlBodies[op.method] })
+    const control = await app.inject({ method: op.method as 'GET', url: fillPath(op.path, ofA(op.method)), headers, payload: bodyOf(op, true) })
     t.ok(control.statusCode >= 200 && control.statusCode < 300, `${name} with A's own id: 2xx (so the 404s above are the org check)`, { body: control.body, status: control.statusCode })
   }
 
@@ -154,6 +167,8 @@ t.test('BOLA: org A\'s credentials with org B\'s ids → 404, and B is unchanged
   const keys = (await app.inject({ method: 'GET', url: '/api/v1/org/api-keys', headers: b.adminHeaders })).json().data.apiKeys
   t.match(keys.find((k: { id: string }) => k.id === b.key.id), { isActive: true }, 'B\'s key is still active')
   t.equal((await app.inject({ method: 'GET', url: `/api/v1/public/users/${b.member.id}`, headers: b.keyHeaders })).statusCode, 200, 'B\'s key still works, and B\'s member is still B\'s')
+  const webhookB = (await app.inject({ method: 'GET', url: `/api/v1/org/webhooks/${ofB.webhookId}`, headers: b.adminHeaders })).json().data.webhook
+  t.match(webhookB, { isActive: true, description: null }, 'B\'s webhook is still there, unchanged')
   const ignored = withIds.filter(op => NOT_TENANT_SCOPED.test(op.path)).map(op => `${op.method} ${op.path}`)
   t.comment(`BOLA: ${routed.length} routes with a path parameter (${routed.join(', ')}); ${tenantScoped.length} tenant-scoped, ${tried} cross-org or malformed requests; not tenant-scoped: ${ignored.join(', ')}`)
 })
