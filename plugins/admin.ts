@@ -57,7 +57,7 @@ const admin: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { confi
       const before = await lockOrgBySlug(trx, request.params.slug)
       if (before === null) throw new NotFound('Organization not found')
       // Only what differs is a change: the same value sent again is neither written nor recorded.
-      const changes = (Object.keys(wanted) as Array<keyof typeof wanted>).filter(field => field === 'rateLimit'
+      const changes = (['name', 'plan', 'status', 'appUrl', 'rateLimit'] as const).filter(field => wanted[field] !== undefined).filter(field => field === 'rateLimit'
         ? !sameRateLimit(wanted.rateLimit ?? null, before.rateLimit)
         : wanted[field] !== before[field])
       if (changes.length === 0) return { org: before, changes }

@@ -7,7 +7,8 @@ import {
   listWebhooks, MAX_WEBHOOKS_PER_ORG, retryDelivery, rotateWebhookSecret, updateWebhook, type Webhook
 } from '../../db/queries/webhooks.ts'
 import { EVENT_TYPES, recordEvent, userActor } from '../../db/queries/events.ts'
-import type { OutboxStatus } from '../../db/database.ts'
+import { guardedAuth } from '../auth-jwt.ts'
+import { guardedOrg } from '../org-slug.ts'
 import { startPeriodicJob, type PeriodicJobHandle } from '../../src/periodic-job.ts'
 import { newId } from '../../src/ids.ts'
 import { Conflict, NotFound, ValidationFailed } from '../../src/errors.ts'
@@ -84,8 +85,8 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
   function recordWebhook (trx: Parameters<typeof recordEvent>[0], type: 'webhook.created' | 'webhook.updated' | 'webhook.deleted', webhook: Webhook, request: FastifyRequest) {
     return recordEvent(trx, {
       type,
-      orgId: request.org!.id,
-      actor: userActor(request.auth!.user),
+      orgId: guardedOrg(request).id,
+      actor: userActor(guardedAuth(request).user),
       target: { type: 'webhook', id: webhook.id },
       data: { webhook },
       ip: request.ip
@@ -102,7 +103,7 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
     admin.addHook('onRequest', app.requireRole('org_admin'))
 
     admin.post('/webhooks', { schema: schemas.createWebhook }, async (request, reply) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const events = checkEvents(request.body.events)
       checkDescription(request.body.description)
       await checkUrl(request.body.url)
@@ -119,17 +120,17 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
     })
 
     admin.get('/webhooks', { schema: schemas.listWebhooks }, async (request) => {
-      return { webhooks: await listWebhooks(app.db, request.org!.id) }
+      return { webhooks: await listWebhooks(app.db, guardedOrg(request).id) }
     })
 
     admin.get('/webhooks/:webhookId', { schema: schemas.getWebhook }, async (request) => {
-      const webhook = await findWebhook(app.db, request.org!.id, request.params.webhookId)
+      const webhook = await findWebhook(app.db, guardedOrg(request).id, request.params.webhookId)
       if (webhook === undefined) throw new NotFound('Webhook not found')
       return { webhook }
     })
 
     admin.patch('/webhooks/:webhookId', { schema: schemas.updateWebhook }, async (request) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const { webhookId } = request.params
       const body = request.body
       const events = body.events === undefined ? undefined : checkEvents(body.events)
@@ -148,7 +149,7 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
     })
 
     admin.delete('/webhooks/:webhookId', { schema: schemas.deleteWebhook }, async (request) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const { webhookId } = request.params
       await app.db.transaction().execute(async trx => {
         // Its deliveries go with it; the event is recorded after, so it is not delivered to it.
@@ -161,7 +162,7 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
     })
 
     admin.post('/webhooks/:webhookId/test', { schema: schemas.testWebhook }, async (request, reply) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const webhook = await findWebhook(app.db, org.id, request.params.webhookId)
       if (webhook === undefined) throw new NotFound('Webhook not found')
       if (!webhook.isActive) throw new Conflict('Webhook is inactive: set isActive to true first')
@@ -172,7 +173,7 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
         orgId: org.id,
         orgSlug: org.slug,
         timestamp: new Date().toISOString(),
-        actor: userActor(request.auth!.user),
+        actor: userActor(guardedAuth(request).user),
         data: { message: TEST_MESSAGE }
       })
       // Delivered, never recorded (§10): a delivery row without an audit event.
@@ -183,7 +184,7 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
     })
 
     admin.post('/webhooks/:webhookId/rotate-secret', { schema: schemas.rotateWebhookSecret }, async (request) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const { webhookId } = request.params
       const secret = newWebhookSecret()
       await app.db.transaction().execute(async trx => {
@@ -197,19 +198,19 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
     })
 
     admin.get('/webhooks/:webhookId/deliveries', { schema: schemas.listDeliveries }, async (request) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const { webhookId } = request.params
       const { status, cursor } = request.query
       const limit = request.query.limit === undefined ? schemas.DEFAULT_DELIVERY_PAGE : Number(request.query.limit)
       if (limit < 1 || limit > schemas.MAX_DELIVERY_PAGE) throw new ValidationFailed(`querystring.limit must be between 1 and ${schemas.MAX_DELIVERY_PAGE}`)
       const after = cursor === undefined ? undefined : decodeDeliveryCursor(cursor)
       if (await findWebhook(app.db, org.id, webhookId) === undefined) throw new NotFound('Webhook not found')
-      const page = await listDeliveries(app.db, { orgId: org.id, webhookId, status: status as OutboxStatus | undefined, limit, cursor: after })
+      const page = await listDeliveries(app.db, { orgId: org.id, webhookId, status, limit, cursor: after })
       return { deliveries: page.deliveries, nextCursor: page.nextCursor === null ? null : encodeDeliveryCursor(page.nextCursor) }
     })
 
     admin.post('/webhooks/:webhookId/deliveries/:deliveryId/retry', { schema: schemas.retryDelivery }, async (request, reply) => {
-      const org = request.org!
+      const org = guardedOrg(request)
       const { webhookId, deliveryId } = request.params
       const webhook = await findWebhook(app.db, org.id, webhookId)
       if (webhook === undefined) throw new NotFound('Webhook not found')
