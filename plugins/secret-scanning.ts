@@ -40,7 +40,10 @@ const secretScanning: FastifyPluginAsyncTypebox<{ config: Config }> = async (app
       const revoked = await app.db.transaction().execute(async trx => {
         const rows = await revokeLiveApiKeys(trx, live.map(row => row.id))
         for (const row of rows) {
-          const { source, url } = byHash.get(row.key_hash) as Leak
+          const leak = byHash.get(row.key_hash)
+          // Only the reported keys were revoked: a row without its report is a defect, not a leak to record blank.
+          if (leak === undefined) throw new Error(`revoked API key ${row.id} is not among the reported strings`)
+          const { source, url } = leak
           await recordEvent(trx, {
             type: 'api_key.leaked',
             orgId: row.org_id,
