@@ -1,9 +1,14 @@
 import { sql, type Kysely } from 'kysely'
+import type { Static } from '@sinclair/typebox'
 import type { Database } from '../database.ts'
+import type { UsageBucket } from '../../schemas/usage.ts'
 
-/** What one bucket counts (§14), in this order in memory and in the database. */
-export const USAGE_COUNTERS = ['total', 'success', 'clientError', 'forbidden', 'rateLimited', 'tokensValid', 'tokensInvalid'] as const
-export type UsageCounts = Record<typeof USAGE_COUNTERS[number], number>
+/** What one bucket counts (§14): the documented bucket's fields but its start. */
+export type UsageCounts = Omit<Static<typeof UsageBucket>, 'start'>
+/** The counters, in this order in memory and in the database: each one of UsageCounts, and all of them. */
+export const USAGE_COUNTERS = ['total', 'success', 'clientError', 'forbidden', 'rateLimited', 'tokensValid', 'tokensInvalid'] as const satisfies ReadonlyArray<keyof UsageCounts>
+type MissingCounter = Exclude<keyof UsageCounts, typeof USAGE_COUNTERS[number]>
+export const everyCounterListed: [MissingCounter] extends [never] ? true : MissingCounter = true
 
 /** A bucket with nothing counted (a fresh object: callers add to it). */
 export function zeroUsage (): UsageCounts {
