@@ -6,6 +6,7 @@ import * as auditIndexes from './20261130T1100_audit_indexes.ts'
 import * as webhooks from './20261130T1200_webhooks.ts'
 import * as invites from './20261130T1300_invites.ts'
 import * as apiKeyUsage from './20261130T1400_api_key_usage.ts'
+import * as auditEventsWithoutOrgFkey from './20261130T1500_audit_events_without_org_fkey.ts'
 
 // Listed statically so migrations load the same under tsx, tests and any bundler.
 // Names sort by time; append new ones, never edit old ones.
@@ -16,7 +17,8 @@ export const migrations: Record<string, Migration> = {
   '20261130T1100_audit_indexes': auditIndexes,
   '20261130T1200_webhooks': webhooks,
   '20261130T1300_invites': invites,
-  '20261130T1400_api_key_usage': apiKeyUsage
+  '20261130T1400_api_key_usage': apiKeyUsage,
+  '20261130T1500_audit_events_without_org_fkey': auditEventsWithoutOrgFkey
 }
 
 export const migrationProvider: MigrationProvider = {
