@@ -80,6 +80,11 @@ export function firstAttemptAt (retryScheduleMs: readonly number[]): RawBuilder<
   return sql<Date>`now() + ${retryScheduleMs[0] ?? 0} * interval '1 millisecond'`
 }
 
+/** Column values that are plain (no SQL expression, no Date): rows finished with equal ones can share an UPDATE. */
+function isPlain (values: Columns): boolean {
+  return Object.values(values).every(value => value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+}
+
 export function startOutboxWorker<Row extends { id: string }> (options: OutboxWorkerOptions<Row>): OutboxWorker {
   const { db, log, table, retryScheduleMs, leaseMs } = options
   const batchSize = options.batchSize ?? 10
@@ -125,15 +130,66 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
         : { last_error: outcome.error.slice(0, 1000), next_attempt_at: sql`now() + ${delay} * interval '1 millisecond'`, ...outcome.set }
       if (!final) retryAfter = delay
     }
-    const result = await db.updateTable(table)
-      .set({ ...values, attempts, last_attempt_at: sql`now()`, lease_id: null, leased_until: null })
-      .where('id', '=', row.id).where('lease_id', '=', leaseId).where('status', '=', 'pending')
-      .executeTakeFirst()
-    const completed = result.numUpdatedRows > 0n
+    let completed: boolean
+    if (retryAfter === null && isPlain(values)) {
+      completed = await completeInBatch(row.id, leaseId, values)
+    } else {
+      const result = await db.updateTable(table)
+        .set({ ...values, attempts, last_attempt_at: sql`now()`, lease_id: null, leased_until: null })
+        .where('id', '=', row.id).where('lease_id', '=', leaseId).where('status', '=', 'pending')
+        .executeTakeFirst()
+      completed = result.numUpdatedRows > 0n
+    }
     // Timed from the commit, not before it: a timer started earlier could fire before the row is
     // due (the UPDATE's now() comes later), find nothing, and leave the retry to the next poll.
     if (completed && retryAfter !== null) retryIn(retryAfter)
     return completed
+  }
+
+  // Finished rows (sent, or failed for good) whose columns are plain values are completed together:
+  // one UPDATE for every such row finished while the previous one ran, instead of one each. On
+  // the embedded database, whose one connection the requests share, that is most of a delivery's
+  // cost. Rows with the same values share a statement; each is still matched by its own lease.
+  interface Finished { id: string, leaseId: string, resolve: (completed: boolean) => void, reject: (error: Error) => void }
+  const finishedByValues = new Map<string, { values: Columns, rows: Finished[] }>()
+  let flushQueued = false
+  let flushing: Promise<void> = Promise.resolve()
+
+  function completeInBatch (id: string, leaseId: string, values: Columns): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      const key = JSON.stringify(values)
+      let group = finishedByValues.get(key)
+      if (group === undefined) {
+        group = { values, rows: [] }
+        finishedByValues.set(key, group)
+      }
+      group.rows.push({ id, leaseId, resolve, reject })
+      if (flushQueued) return
+      flushQueued = true
+      const previous = flushing
+      setImmediate(() => {
+        flushing = previous.then(async () => {
+          flushQueued = false
+          const groups = [...finishedByValues.values()]
+          finishedByValues.clear()
+          for (const { values, rows } of groups) await completeGroup(values, rows)
+        })
+      })
+    })
+  }
+
+  async function completeGroup (values: Columns, rows: Finished[]): Promise<void> {
+    try {
+      const claims = sql.join(rows.map(row => sql`(${row.id}, ${row.leaseId})`))
+      const updated = await db.updateTable(table)
+        .set({ ...values, attempts: sql`attempts + 1`, last_attempt_at: sql`now()`, lease_id: null, leased_until: null })
+        .where(sql<boolean>`(id, lease_id) in (${claims})`).where('status', '=', 'pending')
+        .returning('id').execute()
+      const completed = new Set(updated.map(row => row.id as string))
+      for (const row of rows) row.resolve(completed.has(row.id))
+    } catch (error) {
+      for (const row of rows) row.reject(error as Error)
+    }
   }
 
   /** Gives a claimed row back without counting the attempt (the worker is stopping). */

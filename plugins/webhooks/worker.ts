@@ -15,6 +15,8 @@ export const DELIVERY_RETENTION_DAYS = 30
 /** An idle worker looks for due deliveries this often; new ones wake it at once (LISTEN/NOTIFY). */
 export const POLL_INTERVAL_MS = 5_000
 export const BATCH_SIZE = 50
+/** How long notifications are gathered before a claim (a few ms of lag for far fewer claims under load). */
+const WAKE_GATHER_MS = 20
 /** Attempts in flight per instance: a receiver that hangs until WEBHOOK_TIMEOUT holds one of these, not the queue. */
 export const CONCURRENCY = 100
 const USER_AGENT = 'tenantkey-webhooks/0.1 (+https://github.com/tenantkey/tenantkey)'
@@ -166,7 +168,15 @@ export function createDeliveryWorker (input: {
       })
       const running = worker
       try {
-        unlisten = await database.listen(WEBHOOK_DELIVERIES_CHANNEL, () => running.wake())
+        // A burst of commits notifies once each: gathered for a moment, they are claimed together,
+        // which matters on the embedded database, whose one connection the writers share.
+        let gathering: NodeJS.Timeout | null = null
+        unlisten = await database.listen(WEBHOOK_DELIVERIES_CHANNEL, () => {
+          gathering ??= setTimeout(() => {
+            gathering = null
+            running.wake()
+          }, WAKE_GATHER_MS)
+        })
       } catch (error) {
         log.warn({ err: error }, 'webhook deliveries: cannot LISTEN; new deliveries wait for the next poll')
       }
