@@ -24,6 +24,12 @@ export interface AuthenticatedApiKey {
   expiresAtHeader: string | null
 }
 
+/** The key requireApiKey authenticated; an error naming the route if it did not run. */
+export function guardedApiKey (request: FastifyRequest): AuthenticatedApiKey {
+  if (request.apiKey === null) throw new Error(`${request.method} ${request.routeOptions.url ?? request.url} reads request.apiKey without the requireApiKey guard`)
+  return request.apiKey
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     /** the key that authenticated this /public request, set by requireApiKey */

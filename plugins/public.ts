@@ -6,7 +6,7 @@ import type { Org } from '../db/queries/orgs.ts'
 import { findOrgMember } from '../db/queries/memberships.ts'
 import { findLiveSessionPrincipal, type SessionPrincipal } from '../db/queries/sessions.ts'
 import { NONE } from './public-cache.ts'
-import type { AuthenticatedApiKey } from './api-key.ts'
+import { guardedApiKey } from './api-key.ts'
 import { idPattern } from '../src/ids.ts'
 import { NotFound } from '../src/errors.ts'
 
@@ -31,7 +31,7 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // current, the count starts now, in the same tick as the org-epoch read (with Redis: one
     // round trip for both).
     let counted = app.apiKeyRefusal(request) === null && app.apiKeyMayBeCurrent(request) ? app.countApiKeyRequest(request) : null
-    const countedBudget = (request.apiKey as AuthenticatedApiKey).budget
+    const countedBudget = guardedApiKey(request).budget
     let reloaded: boolean
     try {
       reloaded = await app.confirmApiKey(request)
@@ -39,7 +39,7 @@ const publicRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (counted !== null) await app.uncountApiKeyRequest(counted)
       throw error
     }
-    const { expiresAtHeader, budget } = request.apiKey as AuthenticatedApiKey
+    const { expiresAtHeader, budget } = guardedApiKey(request)
     if (expiresAtHeader !== null) reply.header('x-api-key-expires-at', expiresAtHeader)
     if (reloaded || counted === null) {
       // What the key and org hold now decides: a refusal gives the count back, and so does a
