@@ -160,7 +160,8 @@ t.test('database pool gauges report the PostgreSQL pool, and are absent on the e
   } else {
     t.ok((sample(text, 'tenantkey_db_pool_connections') ?? 0) >= 1, 'at least one connection is open after a query')
     t.ok(sample(text, 'tenantkey_db_pool_idle_connections') !== undefined)
-    t.equal(sample(text, 'tenantkey_db_pool_waiting_clients'), 0)
+    // Background workers share the pool: how many wait at this instant is theirs to say, but the gauge is there.
+    t.ok((sample(text, 'tenantkey_db_pool_waiting_clients') ?? -1) >= 0, 'waiting clients reported')
   }
 })
 
