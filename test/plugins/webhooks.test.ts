@@ -404,3 +404,31 @@ t.test('retention: deliveries older than 30 days are deleted by the hourly job; 
   t.ok(await job.runNow() >= 1, 'deleted at least the old one')
   t.same((await deliveriesOf(app, admin, webhook.id)).map(d => d.id), [recentId], 'only the one within 30 days is left')
 })
+
+t.test('WEBHOOK_TIMEOUT bounds an attempt; a redirect is not followed (a failed attempt)', async t => {
+  const app = await build(t, { webhookTimeoutMs: 300, webhookRetryScheduleMs: [0, 60_000] })
+  const slow = await startReceiver(() => ({ status: 200, delayMs: 5000 }))
+  t.teardown(() => slow.close())
+  const target = await startReceiver()
+  t.teardown(() => target.close())
+  const redirecting = await startReceiver(() => 200)
+  t.teardown(() => redirecting.close())
+  const admin = await orgAdmin(app)
+  const timed = await createWebhook(app, admin, { url: slow.url, events: ['member.removed'] })
+  const started = Date.now()
+  await call(app, admin, 'POST', `/${timed.webhook.id}/test`)
+  await until(async () => (await deliveriesOf(app, admin, timed.webhook.id))[0]?.attempts === 1)
+  t.ok(Date.now() - started < 3000, 'the attempt ended long before the receiver would answer')
+  t.match((await deliveriesOf(app, admin, timed.webhook.id))[0], { status: 'pending', lastResponseStatus: null, lastError: 'no answer within WEBHOOK_TIMEOUT (300 ms)' })
+
+  // A 302 to another receiver: recorded as a failed attempt with its status; the other receiver gets nothing.
+  redirecting.answer = () => ({ status: 302, body: 'moved' })
+  redirecting.redirectTo = target.url
+  const moved = await createWebhook(app, admin, { url: redirecting.url, events: ['member.removed'] })
+  await call(app, admin, 'POST', `/${moved.webhook.id}/test`)
+  await until(async () => (await deliveriesOf(app, admin, moved.webhook.id))[0]?.attempts === 1)
+  t.match((await deliveriesOf(app, admin, moved.webhook.id))[0], { status: 'pending', lastResponseStatus: 302, lastError: 'HTTP 302: moved' })
+  t.equal(target.received.length, 0, 'nothing followed the redirect')
+  const metrics = await app.inject({ method: 'GET', url: '/metrics' })
+  t.match(metrics.body, /tenantkey_webhook_attempts_total\{outcome="timeout"\} [1-9]/)
+})

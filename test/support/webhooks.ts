@@ -25,6 +25,8 @@ export interface Receiver {
   port: number
   received: Received[]
   answer: Answer
+  /** where a 3xx answer points (Location) */
+  redirectTo?: string
   /** resolves once `count` requests have arrived */
   waitFor: (count: number, ms?: number) => Promise<Received[]>
   close: () => Promise<void>
@@ -57,7 +59,7 @@ export async function startReceiver (answer: Answer = () => 200, tls?: { key: st
       received.push(item)
       const reply = receiver.answer(n, item)
       const { status, body, delayMs } = typeof reply === 'number' ? { status: reply, body: undefined, delayMs: 0 } : reply
-      const send = (): void => { res.writeHead(status, { 'content-type': 'text/plain' }).end(body ?? 'ok') }
+      const send = (): void => { res.writeHead(status, { 'content-type': 'text/plain', ...(status >= 300 && status < 400 && { location: `${receiver.redirectTo ?? 'http://127.0.0.1:1'}` }) }).end(body ?? 'ok') }
       if (delayMs !== undefined && delayMs > 0) setTimeout(send, delayMs).unref()
       else send()
     })
