@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema, type TString, type TUnsafe } from '@sinclair/typebox'
 import { idPattern, type IdPrefix } from '../src/ids.ts'
+import { NOT_STORABLE } from '../src/unicode.ts'
 
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601 UTC timestamp with milliseconds', examples: ['2025-05-23T12:00:00.000Z'] })
 // Response schemas avoid anyOf: fast-json-stringify picks an anyOf branch by running the validator
@@ -144,16 +145,21 @@ export function errorResponse (status: number, ...examples: ErrorExample[]): Err
 
 /**
  * The errors Fastify itself may answer on an /api/v1 route before its handler runs, for the ones
- * a route schema leaves out: a malformed or overlong path parameter (400, 414), a body that is
- * not JSON, too large or of another type (400, 413, 415; any method but GET and HEAD parses a
- * body), and a store that does not answer (503). The swagger plugin adds them to every route.
+ * a route schema leaves out: U+0000 in the query string (400, any route: §1), a malformed or
+ * overlong path parameter (400, 414), a body that is not JSON, too large or of another type (400,
+ * 413, 415; any method but GET and HEAD parses a body), and a store that does not answer (503).
+ * The swagger plugin adds them to every route.
  */
 export function frameworkErrors (route: { method: string | string[], url: string }): ErrorResponses {
   const statuses = [503]
-  if (route.url.includes(':')) statuses.push(400, 414)
+  const badRequest: ErrorExample[] = [[`querystring.q ${NOT_STORABLE}`, 'validation_failed']]
+  if (route.url.includes(':')) statuses.push(414)
   const methods = [route.method].flat()
-  if (methods.some(method => method !== 'GET' && method !== 'HEAD')) statuses.push(400, 413, 415)
-  return errors(...statuses)
+  if (methods.some(method => method !== 'GET' && method !== 'HEAD')) {
+    statuses.push(413, 415)
+    badRequest.push(['Body is not valid JSON', 'invalid_json'])
+  }
+  return { ...errors(...statuses), ...errorResponse(400, ...badRequest) }
 }
 
 /** Error responses of a route with the default example of each status; override with errorResponse. */
