@@ -165,4 +165,15 @@ async function authJwt (app: FastifyInstance, { config }: { config: Config }): P
   })
 }
 
+/**
+ * The guards of an org_admin route, in their order: the org of X-Org-Slug, a user logged in to it,
+ * an active membership, the org_admin role. Added to `scope`, they guard every route it registers.
+ */
+export function guardOrgAdminRoutes (scope: FastifyInstance): void {
+  scope.addHook('onRequest', scope.requireOrg)
+  scope.addHook('onRequest', scope.requireUser)
+  scope.addHook('onRequest', scope.requireActiveMember)
+  scope.addHook('onRequest', scope.requireRole('org_admin'))
+}
+
 export default fp(authJwt, { name: 'auth-jwt', fastify: '5.x', dependencies: ['db', 'org-slug'] })

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
+import { guardOrgAdminRoutes } from './auth-jwt.ts'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import * as schemas from '../schemas/usage.ts'
 import { createUsageRecorder, type UsageRecorder } from '../src/usage-recorder.ts'
@@ -46,10 +47,7 @@ export default fp(keyUsage, { name: 'key-usage', fastify: '5.x', dependencies: [
 
 /** Route /org/api-keys/:keyId/usage: an org admin reads a key's counts. */
 export const keyUsageRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('onRequest', app.requireOrg)
-  app.addHook('onRequest', app.requireUser)
-  app.addHook('onRequest', app.requireActiveMember)
-  app.addHook('onRequest', app.requireRole('org_admin'))
+  guardOrgAdminRoutes(app)
 
   app.get('/api-keys/:keyId/usage', { schema: schemas.getApiKeyUsage }, async (request) => {
     const orgId = guardedOrg(request).id

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { guardOrgAdminRoutes } from './auth-jwt.ts'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import * as schemas from '../schemas/api-keys.ts'
 import { apiKeyDisplayPrefix, generateApiKey, hashApiKey } from '../src/api-key-format.ts'
@@ -86,10 +87,7 @@ function changedSettings (row: ApiKeyRow, settings: Partial<ApiKeySettings>): Pa
  * commit moves the org's freshness mark, so the next /public request on every instance sees it.
  */
 const orgKeys: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { config }) => {
-  app.addHook('onRequest', app.requireOrg)
-  app.addHook('onRequest', app.requireUser)
-  app.addHook('onRequest', app.requireActiveMember)
-  app.addHook('onRequest', app.requireRole('org_admin'))
+  guardOrgAdminRoutes(app)
 
   /** A new key's secret, as given once to the caller and as stored. */
   function newKeySecret (): { key: string, prefix: string, keyHash: string } {

@@ -1,3 +1,4 @@
+import { guardOrgAdminRoutes } from '../auth-jwt.ts'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Kysely } from 'kysely'
 import type { Database } from '../../db/database.ts'
@@ -56,10 +57,7 @@ async function eventPage (db: Kysely<Database>, query: EventQuery) {
 
 /** GET /org/audit-events: the org's audit log, for its org_admins. */
 export const orgAuditEvents: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('onRequest', app.requireOrg)
-  app.addHook('onRequest', app.requireUser)
-  app.addHook('onRequest', app.requireActiveMember)
-  app.addHook('onRequest', app.requireRole('org_admin'))
+  guardOrgAdminRoutes(app)
 
   app.get('/audit-events', { schema: schemas.listOrgAuditEvents }, async (request) => {
     return await eventPage(app.db, { ...parseListQuery(request.query), orgId: guardedOrg(request).id })

@@ -20,7 +20,7 @@ import { sha256Hex } from '../../src/secrets.ts'
 import { newId } from '../../src/ids.ts'
 import { Conflict, InvalidInvite, NotFound, RateLimited, ValidationFailed } from '../../src/errors.ts'
 import { guardedOrg } from '../org-slug.ts'
-import { guardedAuth } from '../auth-jwt.ts'
+import { guardOrgAdminRoutes, guardedAuth } from '../auth-jwt.ts'
 
 export const INVITE_TTL_MS = 7 * 86400_000
 export const INVITES_PER_ORG_PER_HOUR = 100
@@ -67,10 +67,7 @@ const invites: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, { con
 
   await app.register(async function orgAdminRoutes (scope) {
     const admin = scope.withTypeProvider<TypeBoxTypeProvider>()
-    admin.addHook('onRequest', app.requireOrg)
-    admin.addHook('onRequest', app.requireUser)
-    admin.addHook('onRequest', app.requireActiveMember)
-    admin.addHook('onRequest', app.requireRole('org_admin'))
+    guardOrgAdminRoutes(admin)
 
     admin.post('/members/invite', { schema: schemas.inviteMember }, async (request, reply) => {
       const org = guardedOrg(request)

@@ -7,7 +7,7 @@ import {
   listWebhooks, MAX_WEBHOOKS_PER_ORG, retryDelivery, rotateWebhookSecret, updateWebhook, type Webhook
 } from '../../db/queries/webhooks.ts'
 import { EVENT_TYPES, recordEvent, userActor } from '../../db/queries/events.ts'
-import { guardedAuth } from '../auth-jwt.ts'
+import { guardOrgAdminRoutes, guardedAuth } from '../auth-jwt.ts'
 import { guardedOrg } from '../org-slug.ts'
 import { startPeriodicJob, type PeriodicJobHandle } from '../../src/periodic-job.ts'
 import { newId } from '../../src/ids.ts'
@@ -97,10 +97,7 @@ const webhooks: FastifyPluginAsyncTypebox<{ config: Config, network?: WebhookNet
 
   await app.register(async function orgAdminRoutes (scope) {
     const admin = scope.withTypeProvider<TypeBoxTypeProvider>()
-    admin.addHook('onRequest', app.requireOrg)
-    admin.addHook('onRequest', app.requireUser)
-    admin.addHook('onRequest', app.requireActiveMember)
-    admin.addHook('onRequest', app.requireRole('org_admin'))
+    guardOrgAdminRoutes(admin)
 
     admin.post('/webhooks', { schema: schemas.createWebhook }, async (request, reply) => {
       const org = guardedOrg(request)
