@@ -129,7 +129,18 @@ export interface WebhooksTable {
 
 export type OutboxStatus = 'pending' | 'succeeded' | 'failed'
 
-export interface WebhookDeliveriesTable {
+/** The columns of an outbox table, which src/outbox-worker.ts claims, leases and settles rows by. */
+interface OutboxColumns<Status extends string> {
+  status: Generated<Status>
+  attempts: Generated<number>
+  next_attempt_at: Timestamp
+  lease_id: string | null
+  leased_until: NullableTimestamp
+  last_attempt_at: NullableTimestamp
+  last_error: string | null
+}
+
+export interface WebhookDeliveriesTable extends OutboxColumns<OutboxStatus> {
   id: string
   webhook_id: string
   org_id: string
@@ -138,14 +149,6 @@ export interface WebhookDeliveriesTable {
   event_type: EventType | 'webhook.test'
   /** the exact request body */
   payload: string
-  /** the columns of an outbox table (src/outbox-worker.ts) */
-  status: Generated<OutboxStatus>
-  attempts: Generated<number>
-  next_attempt_at: Timestamp
-  lease_id: string | null
-  leased_until: NullableTimestamp
-  last_attempt_at: NullableTimestamp
-  last_error: string | null
   /** null: as many attempts as the retry schedule has */
   attempt_limit: number | null
   last_response_status: number | null
@@ -174,21 +177,14 @@ export interface InvitesTable {
   revoked_by: string | null
 }
 
-/** The outbox of invitation mail; the worker's columns are those src/outbox-worker.ts names. */
-export interface MailOutboxTable {
+/** The outbox of invitation mail. */
+export interface MailOutboxTable extends OutboxColumns<OutboxStatus | 'cancelled'> {
   id: string
   org_id: string
   invite_id: string
   recipient: string
   /** the invitation token, sealed (AES-256-GCM); null once the row is no longer pending */
   sealed_token: string | null
-  status: Generated<'pending' | 'succeeded' | 'failed' | 'cancelled'>
-  attempts: Generated<number>
-  next_attempt_at: Timestamp
-  lease_id: string | null
-  leased_until: NullableTimestamp
-  last_attempt_at: NullableTimestamp
-  last_error: string | null
   created_at: Timestamp
   sent_at: NullableTimestamp
 }
