@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { sql, type Kysely, type RawBuilder } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
-import { asBackgroundWork } from '../db/connect.ts'
+import { backgroundDb } from '../db/connect.ts'
 
 /**
  * Works off an outbox table: rows written in the transaction of a change (an invitation mail,
@@ -86,7 +86,8 @@ function isPlain (values: Columns): boolean {
 }
 
 export function startOutboxWorker<Row extends { id: string }> (options: OutboxWorkerOptions<Row>): OutboxWorker {
-  const { db, log, table, retryScheduleMs, leaseMs } = options
+  const { log, table, retryScheduleMs, leaseMs } = options
+  const db = backgroundDb(options.db)
   const batchSize = options.batchSize ?? 10
   const concurrency = Math.max(1, options.concurrency ?? batchSize)
   const inFlight = new Set<Promise<void>>()
@@ -263,7 +264,7 @@ export function startOutboxWorker<Row extends { id: string }> (options: OutboxWo
 
   function runInBackground (): void {
     if (stopping.signal.aborted) return
-    asBackgroundWork(claimLoop).catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
+    claimLoop().catch(error => log.warn({ err: error, outbox: options.name }, 'outbox: could not work off due rows; trying again at the next poll'))
   }
 
   // A retry due before the next poll gets a timer, so short schedules are kept. Every such time

@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Database } from '../db/database.ts'
-import { asBackgroundWork } from '../db/connect.ts'
+import { backgroundDb } from '../db/connect.ts'
 
 export interface PeriodicJob {
   /** a stable name: its hash is the advisory lock every instance competes for */
@@ -28,7 +28,8 @@ export interface PeriodicJobHandle {
  * An instance that does not get the lock skips the round. Requests never wait for it: the timer
  * is unref'd and the work is batched.
  */
-export function startPeriodicJob (db: Kysely<Database>, log: FastifyBaseLogger, job: PeriodicJob): PeriodicJobHandle {
+export function startPeriodicJob (requestDb: Kysely<Database>, log: FastifyBaseLogger, job: PeriodicJob): PeriodicJobHandle {
+  const db = backgroundDb(requestDb)
   const batchSize = job.batchSize ?? 1000
   let running: Promise<number> | null = null
 
@@ -52,7 +53,7 @@ export function startPeriodicJob (db: Kysely<Database>, log: FastifyBaseLogger, 
   }
 
   const timer = setInterval(() => {
-    asBackgroundWork(runNow).catch(error => log.warn({ err: error, job: job.name }, 'periodic job failed; it runs again next interval'))
+    runNow().catch(error => log.warn({ err: error, job: job.name }, 'periodic job failed; it runs again next interval'))
   }, job.intervalMs)
   timer.unref()
   return { runNow, stop: () => clearInterval(timer) }

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Database } from '../db/database.ts'
-import { asBackgroundWork } from '../db/connect.ts'
+import { backgroundDb } from '../db/connect.ts'
 import { addUsage, USAGE_COUNTERS, type UsageCounts, type UsageIncrement } from '../db/queries/usage.ts'
 
 const HOUR_MS = 3_600_000
@@ -29,7 +29,8 @@ export interface UsageRecorder {
  * additive upserts once a minute and on shutdown, so several instances add up and a crash loses
  * at most a minute. A failed flush keeps its counts for the next one.
  */
-export function createUsageRecorder ({ db, log, flushIntervalMs = 60_000, now = Date.now }: { db: Kysely<Database>, log: FastifyBaseLogger, flushIntervalMs?: number, now?: () => number }): UsageRecorder {
+export function createUsageRecorder ({ db: requestDb, log, flushIntervalMs = 60_000, now = Date.now }: { db: Kysely<Database>, log: FastifyBaseLogger, flushIntervalMs?: number, now?: () => number }): UsageRecorder {
+  const db = backgroundDb(requestDb)
   // `${hourStartMs}|${keyId}` → counters in USAGE_COUNTERS order
   let buckets = new Map<string, number[]>()
   let queue: Promise<void> = Promise.resolve()
@@ -64,7 +65,7 @@ export function createUsageRecorder ({ db, log, flushIntervalMs = 60_000, now = 
     }
   }
 
-  const timer = setInterval(() => { asBackgroundWork(flush).catch(() => {}) }, flushIntervalMs)
+  const timer = setInterval(() => { flush().catch(() => {}) }, flushIntervalMs)
   timer.unref()
 
   function flush (): Promise<void> {

@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../../src/config.ts'
 import type { Database, MailOutboxRow } from '../../db/database.ts'
+import { backgroundDb } from '../../db/connect.ts'
 import { cancelDeadInviteMail, cancelPendingInviteMail, deleteFinishedMail, enqueueInviteMail, findInviteMailContext, type InviteMailContext } from '../../db/queries/mail-outbox.ts'
 import type { PeriodicJob } from '../../src/periodic-job.ts'
 import { firstAttemptAt, startOutboxWorker, type AttemptOutcome, type OutboxWorker } from '../../src/outbox-worker.ts'
@@ -103,7 +104,8 @@ export interface InviteMailer {
  * waits for the mail server.
  */
 export function createInviteMailer (input: { db: Kysely<Database>, log: FastifyBaseLogger, config: Config & { smtpUrl: string } }): InviteMailer {
-  const { db, log, config } = input
+  const { log, config } = input
+  const db = backgroundDb(input.db)
   const key = derivedKey(config.apiKeyPepper, 'invitation mail token')
   const transport = nodemailer.createTransport({
     url: config.smtpUrl,

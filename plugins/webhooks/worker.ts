@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../../src/config.ts'
 import type { Database, WebhookDeliveryRow } from '../../db/database.ts'
-import type { DatabaseHandle } from '../../db/connect.ts'
+import { backgroundDb, type DatabaseHandle } from '../../db/connect.ts'
 import type { Metrics } from '../metrics.ts'
 import { startOutboxWorker, type AttemptOutcome, type OutboxWorker } from '../../src/outbox-worker.ts'
 import type { PeriodicJob } from '../../src/periodic-job.ts'
@@ -77,7 +77,8 @@ export function createDeliveryWorker (input: {
   metrics: Metrics
   network?: WebhookNetwork
 }): DeliveryWorker {
-  const { db, database, log, config, metrics } = input
+  const { database, log, config, metrics } = input
+  const db = backgroundDb(input.db)
   const schedule = config.webhookRetryScheduleMs
   const sealer = webhookSealer(config.apiKeyPepper)
   const sender = createSender({ timeoutMs: config.webhookTimeoutMs, allowPrivate: config.webhookAllowPrivate, network: input.network })
