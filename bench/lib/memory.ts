@@ -64,7 +64,9 @@ export async function measureMemory (stores: BenchStores, cpu: number | null, se
       const fixture = await bootstrap(http, env.adminToken)
       const { selected } = await selectTargets(http, allTargets(fixture, env.adminToken), settings.targets)
       for (const target of selected) {
-        await runLoad({ ...target.request, url: base + target.request.path }, { connections: settings.connections, seconds: settings.seconds })
+        const result = await runLoad({ ...target.request, url: base + target.request.path }, { connections: settings.connections, seconds: settings.seconds })
+        console.log(`  memory load ${target.label}: ${Math.round(result.rps)} req/s, p99 ${result.p99} ms` +
+          `${result.failures > 0 ? `, ${result.failures} FAILED` : ''}; RSS now ${(readProcessMemory(first.pid).rss / MB).toFixed(0)} MB`)
       }
       underLoad = readProcessMemory(first.pid)
       labels = selected.map(target => target.label)
