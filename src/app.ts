@@ -15,16 +15,15 @@ import redisPlugin from '../plugins/redis.ts'
 import failureLimiter from '../plugins/failure-limiter.ts'
 import orgSlug from '../plugins/org-slug.ts'
 import authJwt from '../plugins/auth-jwt.ts'
-import publicCache from '../plugins/public-cache.ts'
-import apiKey from '../plugins/api-key.ts'
-import rateLimit from '../plugins/rate-limit.ts'
+import publicCache from '../plugins/public-api/freshness.ts'
+import keyBudgets from '../plugins/public-api/budget.ts'
 import health from '../plugins/health.ts'
 import drain from '../plugins/drain.ts'
 import metrics, { metricsRoute } from '../plugins/metrics.ts'
 import admin from '../plugins/admin.ts'
 import auth from '../plugins/auth.ts'
 import orgKeys from '../plugins/org-keys.ts'
-import publicRoutes from '../plugins/public.ts'
+import publicRoutes from '../plugins/public-api/index.ts'
 import org from '../plugins/org.ts'
 import { orgAuditEvents } from '../plugins/events/routes.ts'
 import auditRetention from '../plugins/events/retention.ts'
@@ -143,8 +142,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(keyUsage)
   await app.register(auditRetention, { config })
   await app.register(publicCache, { config })
-  await app.register(apiKey, { config })
-  await app.register(rateLimit, { config })
+  await app.register(keyBudgets, { config })
   await app.register(health)
   await app.register(metricsRoute, { config })
   await app.register(apiV1, { prefix: '/api/v1', config, webhookNetwork: options.webhookNetwork })
@@ -169,7 +167,7 @@ const apiV1: FastifyPluginAsyncTypebox<{ config: Config, webhookNetwork?: Webhoo
   app.addHook('preSerialization', wrapSuccess)
   await app.register(admin, { prefix: '/admin', config })
   await app.register(withUserSessions, { config, webhookNetwork })
-  await app.register(publicRoutes, { prefix: '/public' })
+  await app.register(publicRoutes, { prefix: '/public', config })
   await app.register(secretScanning, { config })
 }
 

@@ -225,7 +225,7 @@ function check (schema: TObject | TObject['properties'][string], value: unknown,
  */
 async function moveOrgEpochs (config: Config, orgIds: string[]): Promise<void> {
   if (config.redisUrl === null || orgIds.length === 0) return
-  const [{ Redis }, { orgEpochKey }] = await Promise.all([import('ioredis'), import('./epoch-cache.ts')])
+  const [{ Redis }, { orgEpochKey }] = await Promise.all([import('ioredis'), import('../plugins/public-api/freshness.ts')])
   const redis = new Redis(config.redisUrl, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 1, retryStrategy: () => null })
   redis.on('error', () => {}) // reported below, once
   try {

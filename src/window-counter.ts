@@ -11,10 +11,16 @@ import { LRUCache } from 'lru-cache'
  * Redis when configured and reachable (every instance shares one budget per key); process
  * memory otherwise, and while Redis is down, so a Redis outage never fails a request.
  */
-export interface WindowCount { current: number, ttl: number }
+export interface WindowCount {
+  current: number
+  ttl: number
+  /** with an epoch key: its value as Redis held it when the count was made (`redis:N`); null when counted in memory */
+  epoch?: string | null
+}
 
 // INCR, and on a window's first request an expiry at the next whole second after
-// now + window (Redis's own clock), in one atomic step. Returns the count and the ms left.
+// now + window (Redis's own clock), in one atomic step. Returns the count, the ms left, and the
+// value of KEYS[2] (an org's epoch, for the /public caches: read in the same round trip).
 const INCR_LUA = `
 local current = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -25,7 +31,7 @@ if ttl < 0 then
   redis.call('PEXPIREAT', KEYS[1], ends)
   ttl = ends - now
 end
-return { current, ttl }`
+return { current, ttl, redis.call('GET', KEYS[2]) or '0' }`
 
 // Gives one request back, only while its window lasts (a DECR on an expired key would start a
 // counter that never expires).
@@ -47,8 +53,8 @@ export interface WindowCounterOptions {
 }
 
 export interface WindowCounter {
-  /** counts one request in the key's current window */
-  incr: (key: string, windowMs: number) => Promise<WindowCount>
+  /** counts one request in the key's current window and, in Redis, reads epochKey in the same step */
+  incr: (key: string, windowMs: number, epochKey: string) => Promise<WindowCount>
   /** gives back one request counted in the key's current window (a request that turned out not to count) */
   release: (key: string) => Promise<void>
 }
@@ -59,15 +65,15 @@ export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOpt
   let warned = false
   // Sent by its SHA (EVALSHA) once Redis has it: ioredis loads it on NOSCRIPT, so each request
   // carries 40 bytes of digest rather than the script's text.
-  type IncrInRedis = (key: string, windowMs: number) => Promise<[number, number]>
+  type IncrInRedis = (key: string, epochKey: string, windowMs: number) => Promise<[number, number, string]>
   type ReleaseInRedis = (key: string) => Promise<number>
   let incrInRedis: IncrInRedis | null = null
   let releaseInRedis: ReleaseInRedis | null = null
   if (redis !== null) {
-    redis.defineCommand('tenantkeyWindowIncr', { numberOfKeys: 1, lua: INCR_LUA })
+    redis.defineCommand('tenantkeyWindowIncrEpoch', { numberOfKeys: 2, lua: INCR_LUA })
     redis.defineCommand('tenantkeyWindowRelease', { numberOfKeys: 1, lua: RELEASE_LUA })
-    const commands = redis as unknown as { tenantkeyWindowIncr: IncrInRedis, tenantkeyWindowRelease: ReleaseInRedis }
-    incrInRedis = (key, windowMs) => commands.tenantkeyWindowIncr.call(redis, key, windowMs)
+    const commands = redis as unknown as { tenantkeyWindowIncrEpoch: IncrInRedis, tenantkeyWindowRelease: ReleaseInRedis }
+    incrInRedis = (key, epochKey, windowMs) => commands.tenantkeyWindowIncrEpoch.call(redis, key, epochKey, windowMs)
     releaseInRedis = key => commands.tenantkeyWindowRelease.call(redis, key)
   }
 
@@ -79,7 +85,7 @@ export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOpt
       memory.set(key, entry)
     }
     entry.current++
-    return { current: entry.current, ttl: entry.endsAt - now }
+    return { current: entry.current, ttl: entry.endsAt - now, epoch: null }
   }
 
   function releaseInMemory (key: string): void {
@@ -88,12 +94,12 @@ export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOpt
   }
 
   return {
-    async incr (key, windowMs) {
+    async incr (key, windowMs, epochKey) {
       if (incrInRedis !== null && redis?.status === 'ready') {
         try {
-          const [current, ttl] = await incrInRedis(keyPrefix + key, windowMs)
+          const [current, ttl, epoch] = await incrInRedis(keyPrefix + key, epochKey, windowMs)
           warned = false
-          return { current, ttl }
+          return { current, ttl, epoch: `redis:${epoch}` }
         } catch (error) {
           if (!warned) log.warn({ err: error }, 'rate limit: redis unavailable, counting in process memory')
           warned = true

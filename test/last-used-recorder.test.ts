@@ -1,6 +1,6 @@
 import t from 'tap'
 import { build, createOrgWithMember, createApiKey } from './helper.ts'
-import { createLastUsedRecorder } from '../src/last-used-recorder.ts'
+import { createLastUsedRecorder } from '../plugins/public-api/last-used.ts'
 
 t.test('later uses wait 60 s after the last write and go out together in one UPDATE', async t => {
   const app = await build(t)

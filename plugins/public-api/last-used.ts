@@ -1,11 +1,14 @@
 import type { Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Database } from '../db/database.ts'
-import { recordLastUses, setFirstUse } from '../db/queries/api-keys.ts'
+import type { Database } from '../../db/database.ts'
+import { recordLastUses, setFirstUse } from '../../db/queries/api-keys.ts'
 
 export interface LastUsedRecorder {
-  /** storedLastUsedAt: the key's last_used_at as read with the key (null: never used) */
-  recordUse: (keyId: string, storedLastUsedAt: Date | null) => Promise<void>
+  /**
+   * storedLastUsedAt: the key's last_used_at as read with the key (null: never used). A promise
+   * only for a first use, which is written before the request is answered; null otherwise.
+   */
+  recordUse: (keyId: string, storedLastUsedAt: Date | null) => Promise<void> | null
   /** writes every pending use now (shutdown) */
   flush: () => Promise<void>
 }
@@ -66,23 +69,21 @@ export function createLastUsedRecorder ({ db, log, spacingMs = 60_000, now = Dat
   }
 
   return {
-    async recordUse (keyId, storedLastUsedAt) {
+    recordUse (keyId, storedLastUsedAt) {
       const usedAt = now()
       if (storedLastUsedAt === null && !lastWriteAt.has(keyId)) {
         lastWriteAt.set(keyId, usedAt)
-        try {
-          await setFirstUse(db, keyId, new Date(usedAt))
-        } catch (error) {
+        return setFirstUse(db, keyId, new Date(usedAt)).catch(error => {
           lastWriteAt.delete(keyId)
           log.warn({ err: error }, 'could not record API key first use')
-        }
-        return
+        })
       }
       // Another instance's write shows in the stored time: space from whichever is later.
       const previous = Math.max(lastWriteAt.get(keyId) ?? 0, storedLastUsedAt?.getTime() ?? 0)
       const dueAt = Math.max(usedAt, previous + spacingMs)
       pending.set(keyId, { usedAt, dueAt: pending.get(keyId)?.dueAt ?? dueAt })
       arm(dueAt)
+      return null
     },
     async flush () {
       if (timer !== null) clearTimeout(timer)
