@@ -23,12 +23,13 @@ await promisify(execFile)(process.execPath, [join(root, 'node_modules/typescript
 
 // Plain Node: nothing of the test runner's loader (tsx through NODE_OPTIONS) may reach the child.
 const plainEnv = (extra: Record<string, string>): Record<string, string> => ({ PATH: process.env.PATH ?? '', ...extra })
-/** `node dist/src/x.js` from package.json, pointed at this test's build */
-const compiledEntry = (script: string): string => {
-  const match = /^node dist\/(\S+\.js)$/.exec(pkg.scripts[script])
-  if (match === null) throw new Error(`npm run ${script} is "${pkg.scripts[script]}", not node dist/….js`)
-  return join(outDir, match[1])
+/** `node [--flags] dist/src/x.js` from package.json: Node's flags and the file, pointed at this test's build */
+const compiledCommand = (script: string): string[] => {
+  const match = /^node ((?:--\S+ )*)dist\/(\S+\.js)$/.exec(pkg.scripts[script])
+  if (match === null) throw new Error(`npm run ${script} is "${pkg.scripts[script]}", not node [--flags] dist/….js`)
+  return [...match[1].split(' ').filter(flag => flag !== ''), join(outDir, match[2])]
 }
+const compiledEntry = (script: string): string => compiledCommand(script).at(-1) as string
 
 function compiledFiles (dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap(entry =>
@@ -67,7 +68,7 @@ t.test('the compiled code imports only its own files (as .js) and production dep
 t.test('the compiled server starts with plain Node and serves /health, /ready and /docs with its static files', async t => {
   const dataDir = mkdtempSync(join(tmpdir(), 'tenantkey-build-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const child = spawn(process.execPath, [compiledEntry('start')], {
+  const child = spawn(process.execPath, compiledCommand('start'), {
     cwd: root,
     env: plainEnv({ DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' }),
     stdio: ['ignore', 'pipe', 'pipe']

@@ -11,10 +11,11 @@ const unit = readFileSync(join(root, 'deploy/tenantkey.service'), 'utf8')
 const systemdAnalyze = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find(existsSync)
 
 t.test('the systemd unit runs what npm start runs, with plain Node, in production, with private files', async t => {
-  const execStart = /^ExecStart=(\S+) (\S+)$/m.exec(unit)
-  t.ok(execStart, 'one ExecStart line: node and the server')
+  const execStart = /^ExecStart=(\S+) (.+)$/m.exec(unit)
+  t.ok(execStart, 'one ExecStart line: node, its flags and the server')
   t.match(execStart?.[1], /\/node$/)
-  t.equal(execStart?.[2], `/opt/tenantkey/${pkg.scripts.start.replace(/^node /, '')}`, 'the file npm start runs')
+  t.equal(execStart?.[2], pkg.scripts.start.replace(/^node /, '').replace(/(^| )dist\//, '$1/opt/tenantkey/dist/'),
+    'the flags and the file npm start runs')
   t.match(unit, /^WorkingDirectory=\/opt\/tenantkey$/m)
   t.match(unit, /^Environment=NODE_ENV=production$/m)
   t.match(unit, /^UMask=0077$/m)

@@ -12,7 +12,7 @@ import { appEnvironment } from './setup.ts'
 import type { BenchStores } from './stores.ts'
 import { allTargets, selectTargets } from './targets.ts'
 
-// The server's memory as `npm start` runs it (node dist/src/server.js, built first), read from
+// The server's memory as `npm start` runs it (package.json's command, V8 flags included, built first), read from
 // /proc/<pid>/status: idle after a first start on an empty database, idle after a restart on
 // the same data, and the peak under the bench's load. The app-server.ts of the throughput
 // rounds runs under tsx, which alone adds ~85 MB: its RSS is not what a deployment sees.
@@ -20,10 +20,19 @@ import { allTargets, selectTargets } from './targets.ts'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const SERVER = 'dist/src/server.js'
 
+/** What `npm start` runs, from package.json: `node`, its flags (V8's heap sizing), the server file. */
+export function startCommand (start: string = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.start): string[] {
+  const [node, ...args] = start.trim().split(/\s+/)
+  if (node !== 'node' || args.at(-1) !== SERVER) throw new Error(`npm start is not \`node [flags] ${SERVER}\`: ${start}`)
+  return [process.execPath, ...args]
+}
+
 /** Bytes: VmRSS (resident now) and VmHWM (the most it has been resident). */
 export interface ProcessMemory { rss: number, peak: number }
 
 export interface MemoryReport {
+  /** what ran: `npm start`'s command line */
+  command: string
   idleSeconds: number
   firstStart: ProcessMemory
   restart: ProcessMemory
@@ -36,6 +45,14 @@ export function readProcessMemory (pid: number): ProcessMemory {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024
   return { rss: kib('VmRSS'), peak: kib('VmHWM') }
+}
+
+/** CPU time (user + system) the process has used, in ms, from /proc/<pid>/stat: on a shared machine, CPU per response varies less than req/s. */
+export function readProcessCpuMs (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // utime and stime, fields 14 and 15 of stat(5), in clock ticks (USER_HZ, 100 on Linux)
+  return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
 export interface MemorySettings { idleSeconds: number, seconds: number, connections: number, targets: string | undefined }
@@ -64,8 +81,11 @@ export async function measureMemory (stores: BenchStores, cpu: number | null, se
       const fixture = await bootstrap(http, env.adminToken)
       const { selected } = await selectTargets(http, allTargets(fixture, env.adminToken), settings.targets)
       for (const target of selected) {
+        const cpuBefore = readProcessCpuMs(first.pid)
         const result = await runLoad({ ...target.request, url: base + target.request.path }, { connections: settings.connections, seconds: settings.seconds })
-        console.log(`  memory load ${target.label}: ${Math.round(result.rps)} req/s, p99 ${result.p99} ms` +
+        const cpuMs = readProcessCpuMs(first.pid) - cpuBefore
+        console.log(`  memory load ${target.label}: ${Math.round(result.rps)} req/s, p99 ${result.p99} ms, ` +
+          `server CPU ${(cpuMs * 1000 / Math.max(1, result.responses)).toFixed(0)} µs/response` +
           `${result.failures > 0 ? `, ${result.failures} FAILED` : ''}; RSS now ${(readProcessMemory(first.pid).rss / MB).toFixed(0)} MB`)
       }
       underLoad = readProcessMemory(first.pid)
@@ -80,7 +100,7 @@ export async function measureMemory (stores: BenchStores, cpu: number | null, se
     } finally {
       await second.stop()
     }
-    return { idleSeconds: settings.idleSeconds, firstStart, restart, underLoad, load: { labels, seconds: settings.seconds, connections: settings.connections } }
+    return { command: ['node', ...startCommand().slice(1)].join(' '), idleSeconds: settings.idleSeconds, firstStart, restart, underLoad, load: { labels, seconds: settings.seconds, connections: settings.connections } }
   } finally {
     if (dataDir !== null) rmSync(dataDir, { recursive: true, force: true })
   }
@@ -94,7 +114,7 @@ async function idle (pid: number, seconds: number): Promise<ProcessMemory> {
 interface CompiledServer { pid: number, port: number, stop: () => Promise<void> }
 
 async function startCompiledServer (env: Record<string, string>, cpu: number | null): Promise<CompiledServer> {
-  const [command, ...args] = pinnedCommand(cpu, [process.execPath, SERVER])
+  const [command, ...args] = pinnedCommand(cpu, startCommand())
   // taskset execs the command: the pid is the server's.
   const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
@@ -126,7 +146,7 @@ const MB = 1_000_000
 export function renderMemory (memory: MemoryReport, postgres: boolean): string[] {
   const mb = (bytes: number): string => `${(bytes / MB).toFixed(0)} MB`
   const lines = [
-    `Memory of \`node ${SERVER}\` (VmRSS and VmHWM from /proc; idle = ${memory.idleSeconds} s after it listens; load: ` +
+    `Memory of \`${memory.command}\` (VmRSS and VmHWM from /proc; idle = ${memory.idleSeconds} s after it listens; load: ` +
       `${memory.load.labels.join(', ')}, ${memory.load.seconds} s each, ${memory.load.connections} connections):`,
     '',
     '| | RSS | peak RSS (VmHWM) |',

@@ -1,8 +1,9 @@
 import t from 'tap'
-import { readProcessMemory, renderMemory, type MemoryReport } from '../../bench/lib/memory.ts'
+import { readProcessMemory, renderMemory, startCommand, type MemoryReport } from '../../bench/lib/memory.ts'
 
 const MB = 1_000_000
 const report = (firstStart: number, restart: number, peakUnderLoad: number): MemoryReport => ({
+  command: 'node --max-semi-space-size=8 dist/src/server.js',
   idleSeconds: 5,
   firstStart: { rss: firstStart * MB, peak: (firstStart + 10) * MB },
   restart: { rss: restart * MB, peak: (restart + 10) * MB },
@@ -30,4 +31,11 @@ t.test('PostgreSQL: idle at most 150 MB, peak under load at most 250 MB', async 
   const missed = renderMemory(report(151, 120, 251), true).join('\n')
   t.match(missed, /idle after a first start ≤ 150 MB \(151 MB\) \*\*missed\*\*/)
   t.match(missed, /peak under load ≤ 250 MB \(251 MB\) \*\*missed\*\*/)
+})
+
+t.test('the memory is measured on what npm start runs, V8 flags included', async t => {
+  t.same(startCommand('node --max-semi-space-size=8 dist/src/server.js'), [process.execPath, '--max-semi-space-size=8', 'dist/src/server.js'])
+  t.same(startCommand('node dist/src/server.js'), [process.execPath, 'dist/src/server.js'])
+  t.throws(() => startCommand('tsx src/server.ts'), /not `node \[flags\] dist\/src\/server.js`/)
+  t.match(renderMemory(report(140, 140, 200), true)[0], /^Memory of `node --max-semi-space-size=8 dist\/src\/server.js` /)
 })
