@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
+import { deleteRedisKeysByPrefix } from '../support/redis-keys.ts'
 import { build, createOrgWithMember, createApiKey, adminHeaders, sessionToken, createUser, addMember, REDIS_URL, type Fixture } from '../helper.ts'
 
 interface Setup { fixture: Fixture, key: string, keyId: string, token: string, refreshToken: string, adminToken: string }
@@ -147,4 +148,34 @@ t.test('every write on instance A is seen by the next /public request on instanc
   const a = await build(t)
   const b = await build(t)
   await invalidations(t, a, b)
+})
+
+// Issue 13: with Redis, a request answered from the cache costs one round trip, which both counts
+// it against its key's budget and reads its org's epoch (plugins/public-api/budget.ts). Redis's
+// MONITOR lists every command this app sends under its own key prefix.
+t.test('with Redis: one command per cached /public request, the count that reads the epoch', { skip: REDIS_URL === null ? 'REDIS_URL is not set' : false }, async t => {
+  const { Redis } = await import('ioredis')
+  const redisPrefix = `tk-roundtrip-${process.pid}-${Date.now()}:`
+  const app = await build(t, { redisPrefix })
+  const s = await setup(app)
+  for (let i = 0; i < 3; i++) t.equal((await publicRequest(app, s, 'org')).statusCode, 200, 'warm-up')
+  const client = new Redis(REDIS_URL as string)
+  const monitor = await client.monitor()
+  t.teardown(async () => {
+    monitor.disconnect()
+    client.disconnect()
+    await deleteRedisKeysByPrefix(REDIS_URL as string, redisPrefix)
+  })
+  const sent: string[][] = []
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    // Commands a Lua script runs are listed too, with source "lua": they cost no round trip.
+    if (source !== 'lua' && args.some(arg => arg.startsWith(redisPrefix))) sent.push(args)
+  })
+  await new Promise(resolve => setTimeout(resolve, 100))
+  for (let i = 0; i < 20; i++) t.equal((await publicRequest(app, s, 'org')).statusCode, 200)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(sent.length, 20, '20 requests, 20 commands')
+  t.ok(sent.every(args => /^evalsha$/i.test(args[0]) && args[2] === '2' &&
+    args[3] === `${redisPrefix}rate-limit:${s.fixture.org.id}/${s.keyId}:900000` && args[4] === `${redisPrefix}epoch:${s.fixture.org.id}`),
+  'each one the Lua count of the key\'s window, reading the org\'s epoch', { sent: sent.slice(0, 3) })
 })
