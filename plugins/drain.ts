@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import net from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -20,14 +21,13 @@ declare module 'fastify' {
 const IDLE_AFTER_MS = 1000
 
 async function drain (app: FastifyInstance): Promise<void> {
-  let draining = false
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (draining) reply.header('connection', 'close')
-    done(null, payload)
-  })
+  // Added only when draining starts, ahead of Fastify's own listener: until then no request pays
+  // for it (an onSend hook would cost every response a trip through the hook runner). Node
+  // answers a response that may not keep its connection alive with Connection: close.
+  const closeAfterAnswer = (_request: IncomingMessage, response: ServerResponse): void => { response.shouldKeepAlive = false }
 
   app.decorate('drain', async function drain (ms: number, settleMs = 5000) {
-    draining = true
+    if (!app.server.listeners('request').includes(closeAfterAnswer)) app.server.prependListener('request', closeAfterAnswer)
     await sleep(ms)
     const server = app.server
     if (!server.listening) return
