@@ -53,8 +53,11 @@ export interface WindowCounterOptions {
 }
 
 export interface WindowCounter {
-  /** counts one request in the key's current window and, in Redis, reads epochKey in the same step */
-  incr: (key: string, windowMs: number, epochKey: string) => Promise<WindowCount>
+  /**
+   * Counts one request in the key's current window and, in Redis, reads epochKey in the same step.
+   * Counted in memory (no Redis, or Redis not ready) the answer is at once, not a promise.
+   */
+  incr: (key: string, windowMs: number, epochKey: string) => Promise<WindowCount> | WindowCount
   /** gives back one request counted in the key's current window (a request that turned out not to count) */
   release: (key: string) => Promise<void>
 }
@@ -94,18 +97,16 @@ export function createWindowCounter ({ redis, keyPrefix, log }: WindowCounterOpt
   }
 
   return {
-    async incr (key, windowMs, epochKey) {
-      if (incrInRedis !== null && redis?.status === 'ready') {
-        try {
-          const [current, ttl, epoch] = await incrInRedis(keyPrefix + key, epochKey, windowMs)
-          warned = false
-          return { current, ttl, epoch: `redis:${epoch}` }
-        } catch (error) {
-          if (!warned) log.warn({ err: error }, 'rate limit: redis unavailable, counting in process memory')
-          warned = true
-        }
-      }
-      return countInMemory(key, windowMs)
+    incr (key, windowMs, epochKey) {
+      if (incrInRedis === null || redis?.status !== 'ready') return countInMemory(key, windowMs)
+      return incrInRedis(keyPrefix + key, epochKey, windowMs).then(([current, ttl, epoch]) => {
+        warned = false
+        return { current, ttl, epoch: `redis:${epoch}` }
+      }, error => {
+        if (!warned) log.warn({ err: error }, 'rate limit: redis unavailable, counting in process memory')
+        warned = true
+        return countInMemory(key, windowMs)
+      })
     },
     // Given back where it was most likely counted: Redis when it answers, else memory.
     async release (key) {

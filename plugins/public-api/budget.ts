@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fastifyRateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import { format as formatDuration } from '@lukeed/ms'
 import type { Config } from '../../src/config.ts'
-import { createWindowCounter } from '../../src/window-counter.ts'
+import { createWindowCounter, type WindowCount } from '../../src/window-counter.ts'
 import { RateLimited } from '../../src/errors.ts'
 import { orgEpochKey } from './freshness.ts'
 
@@ -52,11 +52,14 @@ async function keyBudgets (app: FastifyInstance, { config }: { config: Config })
     incr (key: string, callback: (error: Error | null, result?: { current: number, ttl: number }) => void, timeWindow: number): void {
       // `${orgId}/…` for a key's budget; another limiter's key (no org) reads an epoch nobody moves.
       const orgId = key.includes('/') ? key.slice(0, key.indexOf('/')) : 'none'
-      window.incr(key, timeWindow, orgEpochKey(config.redisPrefix, orgId)).then(result => {
+      const counted = (result: WindowCount): void => {
         if (epochs.size >= 100_000) epochs.clear()
         epochs.set(orgId, result.epoch ?? null)
         callback(null, result)
-      }, callback)
+      }
+      const result = window.incr(key, timeWindow, orgEpochKey(config.redisPrefix, orgId))
+      if (result instanceof Promise) result.then(counted, callback)
+      else counted(result)
     }
 
     child (): FastifyRateLimitStore { return this }
