@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Kysely, Migrator, PostgresDialect, sql, type KyselyPlugin, type LogEvent, type RootOperationNode } from 'kysely'
 import pg from 'pg'
-import { PGlite } from '@electric-sql/pglite'
+import type { PGlite } from '@electric-sql/pglite'
 import { PGliteDialect } from 'kysely-pglite-dialect'
 import type { Database } from './database.ts'
 import { migrationProvider } from './migrations/index.ts'
@@ -49,7 +50,13 @@ export interface DatabaseOptions {
 // PostgreSQL's default 128 MB of shared buffers is for a server with many connections; the
 // embedded database has one, a small working set, and its files already in memory (memory://)
 // or in the OS page cache. 16 MB takes ~120 MB off the resident size (bench/RESULTS.md, Memory).
-const EMBEDDED_START_PARAMS = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB']
+const embeddedStartParams = (pglite: typeof PGlite): string[] => [...pglite.defaultStartParams, '-c', 'shared_buffers=16MB']
+
+// PGlite's module is loaded by the first embedded database only: with DATABASE_URL it is never
+// needed (~1 MB of heap, ~2 MB resident). Through require, so that createDatabase stays
+// synchronous; nothing else in the process loads PGlite, so there is one copy of it.
+const require = createRequire(import.meta.url)
+const loadPGlite = (): typeof PGlite => (require('@electric-sql/pglite') as typeof import('@electric-sql/pglite')).PGlite
 
 /**
  * createDatabase for the server: an embedded database that does not exist yet is made first
@@ -149,9 +156,11 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     kind = 'pglite'
     // Its tables and WAL hold emails and password hashes: files for this user only (see makePrivateDir).
     if (options.pgliteDataDir === undefined && !options.dataDir.startsWith('memory://')) makePrivateDir(options.dataDir)
+    const PGliteClass = loadPGlite()
+    const startParams = embeddedStartParams(PGliteClass)
     pglite = options.pgliteDataDir === undefined
-      ? new PGlite(options.dataDir, { startParams: EMBEDDED_START_PARAMS })
-      : new PGlite({ loadDataDir: options.pgliteDataDir, startParams: EMBEDDED_START_PARAMS })
+      ? new PGliteClass(options.dataDir, { startParams })
+      : new PGliteClass({ loadDataDir: options.pgliteDataDir, startParams })
     db = new Kysely<Database>({ dialect: new PGliteDialect(pglite), log })
     const embedded = pglite
     listen = async (channel, onNotify) => {

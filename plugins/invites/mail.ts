@@ -1,4 +1,4 @@
-import nodemailer from 'nodemailer'
+import type { Transporter } from 'nodemailer'
 import type Mail from 'nodemailer/lib/mailer'
 import type { Kysely } from 'kysely'
 import type { FastifyBaseLogger } from 'fastify'
@@ -107,12 +107,18 @@ export function createInviteMailer (input: { db: Kysely<Database>, log: FastifyB
   const { log, config } = input
   const db = backgroundDb(input.db)
   const key = derivedKey(config.apiKeyPepper, 'invitation mail token')
-  const transport = nodemailer.createTransport({
-    url: config.smtpUrl,
-    connectionTimeout: 10_000,
-    greetingTimeout: 10_000,
-    socketTimeout: SEND_TIMEOUT_MS
-  }, { from: config.mailFrom })
+  // nodemailer (~2 MB of heap) is loaded by the first mail to send, not by every server start.
+  let transport: Transporter | null = null
+  async function mailTransport (): Promise<Transporter> {
+    const { default: nodemailer } = await import('nodemailer')
+    transport ??= nodemailer.createTransport({
+      url: config.smtpUrl,
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: SEND_TIMEOUT_MS
+    }, { from: config.mailFrom })
+    return transport
+  }
   let worker: OutboxWorker | null = null
 
   async function attempt (row: MailOutboxRow, signal: AbortSignal): Promise<AttemptOutcome> {
@@ -134,7 +140,7 @@ export function createInviteMailer (input: { db: Kysely<Database>, log: FastifyB
       ...inviteMessage(context, link),
       signal: AbortSignal.any([signal, AbortSignal.timeout(SEND_TIMEOUT_MS)])
     }
-    await transport.sendMail(message)
+    await (await mailTransport()).sendMail(message)
     log.info({ inviteId: row.invite_id, mailId: row.id }, 'invitation mail sent')
     return { done: true, set: { sent_at: new Date() } }
   }
@@ -167,7 +173,7 @@ export function createInviteMailer (input: { db: Kysely<Database>, log: FastifyB
     },
     async stop () {
       await worker?.stop()
-      transport.close()
+      transport?.close()
     },
     runNow: async () => await worker?.runNow() ?? 0
   }

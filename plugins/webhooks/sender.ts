@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici'
+import type { Agent } from 'undici'
 import { checkWebhookUrl, pinnedLookup, RefusedUrl, systemResolver, type Resolver } from './ssrf.ts'
 
 /** Test-only network settings (BuildOptions.webhookNetwork); no configuration reaches them. */
@@ -34,17 +34,23 @@ export interface Sender {
 export function createSender (options: { timeoutMs: number, allowPrivate: boolean, network?: WebhookNetwork }): Sender {
   const resolve = options.network?.resolve ?? systemResolver
   const guard = { allowPrivate: options.allowPrivate, resolve }
-  const agent = new Agent({
-    connect: {
-      lookup: pinnedLookup(guard) as never,
-      timeout: options.timeoutMs,
-      ...(options.network?.ca !== undefined && { ca: options.network.ca })
-    },
-    headersTimeout: options.timeoutMs,
-    bodyTimeout: options.timeoutMs,
-    keepAliveTimeout: 4_000,
-    maxRedirections: 0
-  })
+  // undici (~2 MB of heap) is loaded by the first delivery, not by every server start.
+  let agent: Agent | null = null
+  async function dispatcher (): Promise<{ agent: Agent, request: typeof import('undici').request }> {
+    const undici = await import('undici')
+    agent ??= new undici.Agent({
+      connect: {
+        lookup: pinnedLookup(guard) as never,
+        timeout: options.timeoutMs,
+        ...(options.network?.ca !== undefined && { ca: options.network.ca })
+      },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      keepAliveTimeout: 4_000,
+      maxRedirections: 0
+    })
+    return { agent, request: undici.request }
+  }
 
   async function send (input: { url: string, headers: Record<string, string>, body: string, signal: AbortSignal }): Promise<SendResult> {
     const timeout = AbortSignal.timeout(options.timeoutMs)
@@ -57,6 +63,7 @@ export function createSender (options: { timeoutMs: number, allowPrivate: boolea
       throw error
     }
     try {
+      const { agent, request } = await dispatcher()
       const response = await request(input.url, {
         method: 'POST',
         headers: input.headers,
@@ -80,7 +87,7 @@ export function createSender (options: { timeoutMs: number, allowPrivate: boolea
     }
   }
 
-  return { send, close: async () => await agent.close() }
+  return { send, close: async () => await agent?.close() }
 }
 
 async function readExcerpt (body: AsyncIterable<Buffer> & { destroy: () => void }): Promise<string> {
