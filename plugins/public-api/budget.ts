@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fastifyRateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import { format as formatDuration } from '@lukeed/ms'
 import type { Config } from '../../src/config.ts'
-import { createWindowCounter, type WindowCount } from '../../src/window-counter.ts'
+import { createWindowCounter, type WindowCount } from './window-counter.ts'
 import { RateLimited } from '../../src/errors.ts'
 import { orgEpochKey } from './freshness.ts'
 

@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache'
 import type { Config } from '../../src/config.ts'
 import type { Org } from '../../db/queries/orgs.ts'
 import type { SessionPrincipal } from '../../db/queries/sessions.ts'
-import type { GuardedKey } from '../../src/key-guard.ts'
+import type { GuardedKey } from './prepared-key.ts'
 
 /*
  * THE FRESHNESS RULE of the /public caches (every instance keeps its own copies of keys, orgs,

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.ts'
 import { apiKeyCacheId, hashApiKey, hasApiKeyShape, hasValidApiKeyChecksum } from '../../src/api-key-format.ts'
-import { addressAllowed, guardedKey, type GuardedKey } from '../../src/key-guard.ts'
+import { addressAllowed, guardedKey, type GuardedKey } from './prepared-key.ts'
 import type { LastUsedRecorder } from './last-used.ts'
 import { findApiKeyByHash } from '../../db/queries/api-keys.ts'
 import { findOrgBySlug, type Org } from '../../db/queries/orgs.ts'

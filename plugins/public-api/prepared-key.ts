@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js'
-import type { ApiKeyCredential } from '../db/queries/api-keys.ts'
+import type { ApiKeyCredential } from '../../db/queries/api-keys.ts'
 
 // What the /public guard checks about a key beyond its validity (§9), prepared once when the
 // key enters the cache, so each request's checks are a few property reads and comparisons.
