@@ -105,7 +105,10 @@ async function failureLimiter (app: FastifyInstance, { config }: { config: Confi
     apiKey: { max: config.apiKeyFailureMax, windowMs: config.apiKeyFailureWindowMs }
   }
   // Bounded, so a flood of distinct keys cannot exhaust memory; the oldest entries go first.
-  const memory = new LRUCache<string, MemoryCounter>({ max: 100_000 })
+  // Made by the first count it holds: with Redis it serves only while Redis is down, and
+  // lru-cache allocates all of its 100,000 slots up front (~1.6 MB of heap, ~1.2 MB of buffers).
+  let memory: LRUCache<string, MemoryCounter> | null = null
+  const counters = (): LRUCache<string, MemoryCounter> => (memory ??= new LRUCache({ max: 100_000 }))
   const redis: Redis | null = app.redis
 
   // Keys are hashed: an email address (part of the login key) never lands in Redis in clear.
@@ -114,7 +117,7 @@ async function failureLimiter (app: FastifyInstance, { config }: { config: Confi
   const redisUsable = (): boolean => redis !== null && redis.status === 'ready'
 
   function memoryCounter (id: string, now: number): MemoryCounter | undefined {
-    const counter = memory.get(id)
+    const counter = memory?.get(id)
     if (counter === undefined || counter.resetAt <= now) return undefined
     return counter
   }
@@ -155,7 +158,7 @@ async function failureLimiter (app: FastifyInstance, { config }: { config: Confi
     const now = Date.now()
     const counter = memoryCounter(id, now) ?? { count: 0, resetAt: now + windowMs }
     counter.count++
-    memory.set(id, counter)
+    counters().set(id, counter)
     return verdict(counter.count, max, counter.resetAt - now)
   }
 
@@ -179,13 +182,13 @@ async function failureLimiter (app: FastifyInstance, { config }: { config: Confi
     const counter = memoryCounter(id, now) ?? { count: 0, resetAt: now + windowMs }
     if (counter.count >= max) return { ...verdict(counter.count, max, counter.resetAt - now), release: NOTHING_HELD }
     counter.count++
-    memory.set(id, counter)
+    counters().set(id, counter)
     return {
       blocked: false,
       retryAfterSeconds: 0,
       release: once(async () => {
         // Only the window it was counted in: a new window starts from nothing.
-        if (memory.get(id) === counter && counter.count > 0) counter.count--
+        if (memory?.get(id) === counter && counter.count > 0) counter.count--
       })
     }
   }
@@ -201,7 +204,7 @@ async function failureLimiter (app: FastifyInstance, { config }: { config: Confi
 
   async function reset (bucket: FailureBucket, key: string): Promise<void> {
     const id = storeKey(bucket, key)
-    memory.delete(id)
+    memory?.delete(id)
     if (redisUsable()) {
       try {
         await (redis as Redis).del(redisKey(id))
