@@ -12,6 +12,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect'
 import type { Database } from './database.ts'
 import { migrationProvider } from './migrations/index.ts'
 import { makePrivateDir } from '../src/private-dir.ts'
+import { preparingPool } from './prepared.ts'
 
 export interface DatabaseHandle {
   db: Kysely<Database>
@@ -148,7 +149,7 @@ export function createDatabase (options: DatabaseOptions): DatabaseHandle {
     // crash the process. The query itself still fails, and the pool drops the broken client.
     pool.on('connect', client => { client.on('error', error => options.onPoolError?.(error)) })
     poolStats = () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount })
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log })
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }), log })
     const listener = new NotificationListener(options.databaseUrl, error => options.onPoolError?.(error))
     listen = (channel, onNotify) => listener.listen(channel, onNotify)
     closeListener = () => listener.close()
