@@ -1,4 +1,4 @@
-import { sql, type Compilable, type Kysely, type OperationNodeSource, type RawBuilder } from 'kysely'
+import { sql, type Compilable, type Kysely, type OperationNodeSource, type RawBuilder, type SelectQueryBuilder } from 'kysely'
 import type { Static } from '@sinclair/typebox'
 import type { Database } from '../database.ts'
 import type { AuditEvent as AuditEventSchema } from '../../schemas/audit.ts'
@@ -153,7 +153,8 @@ export interface EventPage {
  * A page of events, newest first. The order is (created_at, id), a total order, and the next page
  * starts strictly after the last event of this one, so events written meanwhile (always newer)
  * never shift a page: nothing is skipped or repeated. Each filter has an index in this order
- * (migration 20261130T1100_audit_indexes), so a page reads about `limit` rows.
+ * (migrations 20261130T1100_audit_indexes, 20261130T1800_audit_org_type_actor), so a page reads
+ * about `limit` rows.
  */
 export async function listEvents (db: Kysely<Database>, query: EventQuery): Promise<EventPage> {
   const rows = await eventPageQuery(db, query).execute()
@@ -178,6 +179,20 @@ export async function listEvents (db: Kysely<Database>, query: EventQuery): Prom
 export function eventPageQuery (db: Kysely<Database>, query: EventQuery) {
   let select = db.selectFrom('audit_events').selectAll()
     .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position_at'))
+  if (query.orgId !== undefined && query.actorId !== undefined && query.types !== undefined && query.types.length > 0 && query.targetId === undefined) {
+    // An actor's events of some types in an org: the ids of the page first, from the org's events
+    // of those types in audit_events_org_type_actor_page_idx, which holds their actor (an index-only
+    // scan), then those rows alone. Read in one step, every event of the types was fetched from the
+    // table to check its actor: a rare type in a busy org read ~1,000 table pages for a page of none.
+    const ids = pageFilters(db.selectFrom('audit_events').select('id'), query).orderBy('created_at', 'desc').orderBy('id', 'desc').limit(query.limit + 1)
+    select = select.where('id', 'in', ids)
+  } else {
+    select = pageFilters(select, query)
+  }
+  return select.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(query.limit + 1)
+}
+
+function pageFilters<O> (select: SelectQueryBuilder<Database, 'audit_events', O>, query: EventQuery): SelectQueryBuilder<Database, 'audit_events', O> {
   if (query.orgId !== undefined) select = select.where('org_id', '=', query.orgId)
   if (query.types !== undefined && query.types.length > 0) select = select.where('type', 'in', [...query.types])
   if (query.actorId !== undefined) select = select.where('actor_id', '=', query.actorId)
@@ -188,7 +203,7 @@ export function eventPageQuery (db: Kysely<Database>, query: EventQuery) {
     // A row comparison, which PostgreSQL turns into one index range condition.
     select = select.where(sql<boolean>`(created_at, id) < (cast(${query.after.createdAt} as timestamptz), ${query.after.id})`)
   }
-  return select.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(query.limit + 1)
+  return select
 }
 
 function unknownType (type: string): never {

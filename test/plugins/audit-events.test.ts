@@ -98,6 +98,13 @@ t.test('filters: type (comma-separated), actorId, targetId, since, until, limit'
   t.same(await types(`?until=${middle.toISOString()}&type=member.updated`), ['member.updated alice'])
   t.same(await types(`?since=${middle.toISOString()}&until=${middle.toISOString()}`), [], 'an empty range')
   t.same(await types(`?actorId=${alice.id}`), [], 'an actor who did nothing')
+  // actor and type together: the page's ids come first from the org-type index (it holds the actor)
+  t.same(await types(`?actorId=${admin.id}&type=member.updated`), ['member.updated bob', 'member.updated alice'], 'actor and type')
+  t.same(await types(`?actorId=${admin.id}&type=member.removed,member.updated`), ['member.removed bob', 'member.updated bob', 'member.updated alice'], 'actor and two types')
+  t.same(await types(`?actorId=${alice.id}&type=member.updated`), [], 'actor and type, none')
+  t.same(await types(`?actorId=${admin.id}&type=member.updated&since=${middle.toISOString()}`), ['member.updated bob'], 'actor, type and since')
+  const byPage = await pageThrough(get, `&actorId=${admin.id}&type=member.removed,member.updated`, 1)
+  t.same(byPage.map(event => event.type), ['member.removed', 'member.updated', 'member.updated'], 'actor and types, a page of one at a time')
 
   const page = (await get('?limit=2')).json().data
   t.equal(page.events.length, 2)
