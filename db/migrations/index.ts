@@ -8,6 +8,7 @@ import * as invites from './20261130T1300_invites.ts'
 import * as apiKeyUsage from './20261130T1400_api_key_usage.ts'
 import * as auditEventsWithoutOrgFkey from './20261130T1500_audit_events_without_org_fkey.ts'
 import * as auditOrgTypeActor from './20261130T1800_audit_org_type_actor.ts'
+import * as auditTargetOrg from './20261130T1810_audit_target_org.ts'
 
 // Listed statically so migrations load the same under tsx, tests and any bundler.
 // Names sort by time; append new ones, never edit old ones.
@@ -20,7 +21,8 @@ export const migrations: Record<string, Migration> = {
   '20261130T1300_invites': invites,
   '20261130T1400_api_key_usage': apiKeyUsage,
   '20261130T1500_audit_events_without_org_fkey': auditEventsWithoutOrgFkey,
-  '20261130T1800_audit_org_type_actor': auditOrgTypeActor
+  '20261130T1800_audit_org_type_actor': auditOrgTypeActor,
+  '20261130T1810_audit_target_org': auditTargetOrg
 }
 
 export const migrationProvider: MigrationProvider = {
