@@ -106,7 +106,8 @@ export function createPublicGuard (app: FastifyInstance, config: Config, caches:
 
     // 3. count (only a request the data at hand lets through: a refusal must first be confirmed)
     const budget = budgetOf(found)
-    const counted = refusalOf(request, found) === null ? budgets.count(request, found.key.id, found.org.id, budget) : null
+    const refusalAtHand = refusalOf(request, found)
+    const counted = refusalAtHand === null ? budgets.count(request, found.key.id, found.org.id, budget) : null
     let limit = counted === null ? null : await counted
     const epoch = !withRedis ? caches.localEpoch() : counted !== null ? budgets.epochSeen(found.org.id) : await caches.readEpoch(found.org.id)
 
@@ -127,13 +128,13 @@ export function createPublicGuard (app: FastifyInstance, config: Config, caches:
 
     // 5. refuse, on current data: a key that does not pass (401), then the 403s of §9, which are the
     // key's answers (usage counts them; they carry X-API-Key-Expires-At but no X-RateLimit-*).
-    const refusal = refusalOf(request, found)
+    const refusal = reloaded ? refusalOf(request, found) : refusalAtHand
     if (refusal !== null && limit !== null) await budgets.release(limit)
     // A key found revoked or expired only on reading it again is a key in use, not a guess.
     if (refusal instanceof InvalidApiKey) throw await invalid(request, refusalReason(found) ?? 'invalid', !reloaded)
     request.org = found.org
     request.orgEpoch = epoch
-    request.apiKey = { id: found.key.id, orgId: found.org.id, prefix: found.key.prefix, budget: budgetOf(found) }
+    request.apiKey = { id: found.key.id, orgId: found.org.id, prefix: found.key.prefix, budget: reloaded ? budgetOf(found) : budget }
     const expiresAt = found.key.guard.expiresAtHeader
     if (expiresAt !== null) reply.header('x-api-key-expires-at', expiresAt)
     if (refusal !== null) throw refusal
