@@ -15,8 +15,7 @@ function isActiveAdmin (member: Pick<Member, 'role' | 'status'>): boolean {
 
 /** Routes /org and /org/members: any active member reads, org_admins change memberships. */
 const org: FastifyPluginAsyncTypebox = async (app) => {
-  app.addHook('onRequest', app.requireOrg)
-  app.addHook('onRequest', app.requireUser)
+  app.addHook('onRequest', app.requireOrgUser)
   app.addHook('onRequest', app.requireActiveMember)
 
   app.get('', { schema: schemas.getOrg }, async (request) => {
