@@ -48,6 +48,9 @@ const hexId = (prefix: string, n: string): string => `'${prefix}_' || lpad(upper
 // chosen among the measured org's (whose events are those with g % ORG_SHARE = 0)
 const COMMON_ACTOR = 'usr_' + (10).toString(16).toUpperCase().padStart(26, '0')
 const RARE_ACTOR = 'usr_' + 'FFFFF'.padStart(26, '0')
+// 20,000 events, all in other orgs (g % 50 = 1 never has g % ORG_SHARE = 0): skewed against the measured org
+const ELSEWHERE_ACTOR = 'usr_' + (1).toString(16).toUpperCase().padStart(26, '0')
+const THREE_TYPES = ['api_key.created', 'user.login', 'member.joined']
 const TARGET = 'key_' + (120).toString(16).toUpperCase().padStart(26, '0')
 
 try {
@@ -91,6 +94,8 @@ try {
     { label: 'one day (since + until)', route: 'org', params: { since: day.since.toISOString(), until: day.until.toISOString() }, query: { orgId: org, since: day.since, until: day.until, limit: 50 } },
     { label: 'rare type + one day', route: 'org', params: { type: 'webhook.deleted', since: day.since.toISOString(), until: day.until.toISOString() }, query: { orgId: org, types: ['webhook.deleted'], since: day.since, until: day.until, limit: 50 } },
     { label: 'common actor + rare type', route: 'org', params: { actorId: COMMON_ACTOR, type: 'webhook.deleted' }, query: { orgId: org, actorId: COMMON_ACTOR, types: ['webhook.deleted'], limit: 50 } },
+    // Before one scan per type: an index scan of the actor's 20,000 events fetching each from the table, 1.6 s.
+    { label: 'actor of other orgs + three types', route: 'org', params: { actorId: ELSEWHERE_ACTOR, type: THREE_TYPES.join(',') }, query: { orgId: org, actorId: ELSEWHERE_ACTOR, types: THREE_TYPES, limit: 50 } },
     { label: DEEP_PAGE, route: 'org', params: { cursor: encodeCursor(after) }, query: { orgId: org, after, limit: 50 } },
     { label: 'all orgs, no filter', route: 'admin', params: {}, query: { limit: 50 } },
     { label: 'all orgs, one org', route: 'admin', params: { org: seedOrg.slug }, query: { orgId: seedOrg.id, limit: 50 } },

@@ -180,7 +180,17 @@ export function eventPageQuery (db: Kysely<Database>, query: EventQuery) {
   let select = db.selectFrom('audit_events').selectAll()
     .select(sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('position_at'))
   const types = query.types !== undefined && query.types.length > 0
-  if (query.orgId !== undefined && (query.targetId !== undefined || (query.actorId !== undefined && types))) {
+  if (query.orgId !== undefined && query.targetId === undefined && query.types !== undefined && query.types.length > 1) {
+    // Several types in an org: the page's ids from one ordered scan of audit_events_org_type_actor_page_idx
+    // per type (index-only, the actor too), each stopping at a page, merged. As one scan of
+    // `type in (…)`, PostgreSQL could not read that index in order across the types: it read every
+    // entry of those types in the org and sorted them, or (the actor filter on skewed data) walked
+    // the actor's index and fetched each of their events in every org from the table: an actor with
+    // 20,000 events elsewhere, none here, and three types took 1.6 s on bench:audit's data.
+    const branches = query.types.map(type => sql`(${pageFilters(db.selectFrom('audit_events').select(['id', 'created_at']), { ...query, types: [type] })
+      .orderBy('created_at', 'desc').orderBy('id', 'desc').limit(query.limit + 1)})`)
+    select = select.where(sql<boolean>`id in (select id from (${sql.join(branches, sql` union all `)}) as candidates order by created_at desc, id desc limit ${query.limit + 1})`)
+  } else if (query.orgId !== undefined && (query.targetId !== undefined || (query.actorId !== undefined && types))) {
     // A target's events in an org, or an actor's events of some types in an org: the ids of the
     // page first, from an index that holds the other filters' columns (audit_events_target_org_page_idx
     // holds org and type, audit_events_org_type_actor_page_idx the actor: index-only scans), then

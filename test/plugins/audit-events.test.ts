@@ -105,6 +105,10 @@ t.test('filters: type (comma-separated), actorId, targetId, since, until, limit'
   t.same(await types(`?actorId=${admin.id}&type=member.updated&since=${middle.toISOString()}`), ['member.updated bob'], 'actor, type and since')
   const byPage = await pageThrough(get, `&actorId=${admin.id}&type=member.removed,member.updated`, 1)
   t.same(byPage.map(event => event.type), ['member.removed', 'member.updated', 'member.updated'], 'actor and types, a page of one at a time')
+  // several types: one ordered scan per type, merged (db/queries/events.ts)
+  const twoTypes = await pageThrough(get, '&type=member.joined,member.updated', 1)
+  t.same(twoTypes.map(event => event.type), (await types('?type=member.joined,member.updated')).map(line => line.split(' ')[0]), 'two types, a page of one at a time')
+  t.same(await types(`?type=member.removed,member.updated&since=${middle.toISOString()}`), ['member.removed bob', 'member.updated bob'], 'two types and since')
 
   const page = (await get('?limit=2')).json().data
   t.equal(page.events.length, 2)
