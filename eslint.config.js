@@ -2,5 +2,5 @@ import neostandard from 'neostandard'
 
 export default neostandard({
   ts: true,
-  ignores: ['node_modules/**', 'dist/**', 'test-output/**', 'data/**', '.tap/**', 'bench/results/**']
+  ignores: ['node_modules/**', 'dist/**', 'dist-bench/**', 'test-output/**', 'data/**', '.tap/**', 'bench/results/**']
 })

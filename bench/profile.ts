@@ -1,7 +1,7 @@
 // npm run bench:profile: the app under `node --cpu-prof` while autocannon drives one route
 // (POST /public/verify by default); prints the functions with the most self time.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
-import { findSourceMap } from 'node:module'
+import { SourceMap } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { appFiles, summarizeProfile, type CpuProfile, type OriginalLine } from './lib/cpuprofile.ts'
@@ -66,16 +66,18 @@ try {
   await stores.drop()
 }
 
-/**
- * tsx runs each TypeScript file as one line of JavaScript, so the profile's lines are all 1.
- * Loading the same files here through tsx yields the same code and its source map, which
- * gives back the TypeScript line. Entry points that start things are never loaded.
- */
+/** The TypeScript line of a compiled file's position, from the source map tsc wrote beside it. */
 async function sourceLines (files: string[]): Promise<OriginalLine> {
-  const loadable = files.filter(url => /\/(src|plugins|db|schemas)\//.test(url) && !/\/src\/(server|migrate)\.ts$/.test(url))
-  await Promise.allSettled(loadable.map(url => import(url)))
+  const maps = new Map<string, SourceMap | undefined>()
+  for (const url of files) {
+    try {
+      maps.set(url, new SourceMap(JSON.parse(readFileSync(fileURLToPath(url) + '.map', 'utf8'))))
+    } catch {
+      maps.set(url, undefined)
+    }
+  }
   return (url, line, column) => {
-    const entry = findSourceMap(url)?.findEntry(line, column) as { originalLine?: number } | undefined
+    const entry = maps.get(url)?.findEntry(line, column) as { originalLine?: number } | undefined
     return entry?.originalLine
   }
 }

@@ -108,9 +108,14 @@ export function appFiles (profile: CpuProfile): string[] {
   return [...new Set(profile.nodes.map(node => node.callFrame.url).filter(isAppFile))]
 }
 
+/** The app's file as in the source tree: dist-bench/plugins/x.js (what the bench runs) is plugins/x.ts. */
+function sourcePath (url: string): string {
+  return relative(ROOT, fileURLToPath(url)).replace(/^dist-bench\/(.*)\.js$/, '$1.ts')
+}
+
 function location (url: string, line: number): string {
   if (url === '') return ''
-  const path = url.startsWith('file://') ? relative(ROOT, fileURLToPath(url)) : url
+  const path = url.startsWith('file://') ? sourcePath(url) : url
   return `${path.replace(/^.*node_modules\//, '')}:${line + 1}`
 }
 
@@ -123,5 +128,5 @@ function owner (url: string, functionName: string): string {
     const parts = url.slice(modules + 'node_modules/'.length).split('/')
     return parts[0].startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]
   }
-  return url.startsWith('file://') ? relative(ROOT, fileURLToPath(url)) : url
+  return url.startsWith('file://') ? sourcePath(url) : url
 }

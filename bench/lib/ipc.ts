@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { BENCH_BUILD, buildBenchServers, startFlags } from './build.ts'
 import { pinnedCommand } from './machine.ts'
 
 // The orchestrator talks to each server process over Node's IPC channel, never over HTTP:
@@ -37,6 +38,8 @@ export function processMemory (): Pick<ServerStats, 'rss' | 'maxRss'> {
 
 export interface ServerProcess {
   port: number
+  /** the server's process id (taskset execs the server in its own process) */
+  pid: number
   call: <T = unknown>(type: string, payload?: unknown) => Promise<T>
   /** resolves with the exit code once the process has ended */
   exited: Promise<number | null>
@@ -44,16 +47,23 @@ export interface ServerProcess {
 }
 
 export interface StartOptions {
-  /** a file in bench/, started with tsx */
+  /** a file in bench/, run compiled (dist-bench/, see build.ts) under `npm start`'s V8 flags */
   file: string
   env: Record<string, string>
   cpu: number | null
   nodeArgs?: string[]
 }
 
+let compiled = false
+
 export async function startServer (options: StartOptions): Promise<ServerProcess> {
-  const script = fileURLToPath(new URL(`../${options.file}`, import.meta.url))
-  const [command, ...args] = pinnedCommand(options.cpu, [process.execPath, ...(options.nodeArgs ?? []), '--import', 'tsx', script])
+  // Once per run, from this tree, before the first server starts: a compile error stops the run early.
+  if (!compiled) {
+    buildBenchServers()
+    compiled = true
+  }
+  const script = join(BENCH_BUILD, 'bench', options.file.replace(/\.ts$/, '.js'))
+  const [command, ...args] = pinnedCommand(options.cpu, [process.execPath, ...startFlags(), ...(options.nodeArgs ?? []), script])
   const child: ChildProcess = spawn(command, args, {
     env: { ...process.env, ...options.env },
     // Server logs go nowhere, the same for the bare server and the app; errors still show.
@@ -82,6 +92,7 @@ export async function startServer (options: StartOptions): Promise<ServerProcess
 
   return {
     port,
+    pid: child.pid as number,
     exited,
     call: (type, payload) => new Promise((resolve, reject) => {
       const id = ++nextId

@@ -1,31 +1,23 @@
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { bootstrap } from './bootstrap.ts'
 import { fetchClient } from './http-client.ts'
 import { runLoad } from './load.ts'
 import { pinnedCommand } from './machine.ts'
 import { appEnvironment } from './setup.ts'
+import { ROOT, SERVER, buildServer, startCommand } from './build.ts'
 import type { BenchStores } from './stores.ts'
 import { allTargets, selectTargets } from './targets.ts'
 
+export { buildServer, startCommand }
+
 // The server's memory as `npm start` runs it (package.json's command, V8 flags included, built first), read from
 // /proc/<pid>/status: idle after a first start on an empty database, idle after a restart on
-// the same data, and the peak under the bench's load. The app-server.ts of the throughput
-// rounds runs under tsx, which alone adds ~85 MB: its RSS is not what a deployment sees.
-
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const SERVER = 'dist/src/server.js'
-
-/** What `npm start` runs, from package.json: `node`, its flags (V8's heap sizing), the server file. */
-export function startCommand (start: string = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.start): string[] {
-  const [node, ...args] = start.trim().split(/\s+/)
-  if (node !== 'node' || args.at(-1) !== SERVER) throw new Error(`npm start is not \`node [flags] ${SERVER}\`: ${start}`)
-  return [process.execPath, ...args]
-}
+// the same data, and the peak under the bench's load. The throughput rounds' app-server.js
+// also answers the orchestrator over IPC: its RSS is not what a deployment sees.
 
 /** Bytes: VmRSS (resident now) and VmHWM (the most it has been resident). */
 export interface ProcessMemory { rss: number, peak: number }
@@ -56,11 +48,6 @@ export function readProcessCpuMs (pid: number): number {
 }
 
 export interface MemorySettings { idleSeconds: number, seconds: number, connections: number, targets: string | undefined }
-
-/** dist/ as `npm start` runs it, from this tree: before the run, so a compile error stops it early. */
-export function buildServer (): void {
-  execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' })
-}
 
 /**
  * Starts the compiled server twice on one database of its own (an empty directory for the
@@ -116,7 +103,7 @@ interface CompiledServer { pid: number, port: number, stop: () => Promise<void> 
 async function startCompiledServer (env: Record<string, string>, cpu: number | null): Promise<CompiledServer> {
   const [command, ...args] = pinnedCommand(cpu, startCommand())
   // taskset execs the command: the pid is the server's.
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', chunk => { output += String(chunk) })
   child.stderr.on('data', chunk => { output += String(chunk) })
