@@ -41,10 +41,20 @@ export function toDelivery (row: WebhookDeliveryRow): WebhookDelivery {
 }
 
 /**
- * The deliveries of a just-recorded event, as the body of a `deliveries` CTE of recordEvent's
- * statement (whose `event` CTE returns the event's id and created_at): one per active webhook of
- * its org subscribed to its type, in the event's transaction (an outbox), announced to the workers
- * when it commits (one NOTIFY per transaction: PostgreSQL folds identical ones).
+ * Whether an active webhook of the event's org subscribes to its type: what eventDeliveriesInsert
+ * would write deliveries for. A read of the org's few webhooks, asked in the event's own statement,
+ * so the insert of deliveries (and its locks on webhook_deliveries and its indexes) runs only for
+ * an org that has such a webhook.
+ */
+export function eventHasSubscribers (event: { type: string, orgId: string }): RawBuilder<boolean> {
+  return sql<boolean>`exists (select 1 from webhooks w where w.org_id = ${event.orgId} and w.is_active and (${event.type}::text = any(w.events) or '*' = any(w.events)))`
+}
+
+/**
+ * The deliveries of a just-recorded event, as the body of a statement of the event's transaction
+ * with a CTE `event` that answers the event's created_at: one per active webhook of its org
+ * subscribed to its type, in the event's transaction (an outbox), announced to the workers when it
+ * commits (one NOTIFY per transaction: PostgreSQL folds identical ones).
  *
  * Delivery ids are made here, not in JavaScript, since the number of subscribers is not known: the
  * ULID time of the event's id, and 16 Crockford characters (hex digits are a subset) of md5(event

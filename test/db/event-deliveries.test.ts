@@ -2,8 +2,9 @@ import t from 'tap'
 import { adminHeaders, build, createOrgWithMember } from '../helper.ts'
 import { changeWithEvent, SYSTEM_ACTOR, type NewEvent } from '../../db/queries/events.ts'
 
-// recordEvent writes an event and its webhook deliveries (§11 outbox) in one statement: one row per
-// active webhook of the event's org subscribed to its type, with the event's JSON as the payload.
+// recordEvent writes an event and its webhook deliveries (§11 outbox) in its transaction: one row per
+// active webhook of the event's org subscribed to its type, with the event's JSON as the payload
+// (a second statement, run only when the event's statement found such a webhook).
 
 t.test('an org event writes one delivery per subscribed, active webhook of its org, with the event as payload', async t => {
   const app = await build(t)
@@ -73,6 +74,24 @@ t.test('changeWithEvent: the change and its event in one statement; a change tha
   }), /refused after the change/)
   t.equal(await count('audit_events'), events + 1, 'a rolled-back change leaves no event')
   t.equal(await count('webhook_deliveries'), deliveries + 1, 'and no delivery')
+
+  // An org without a subscribed webhook: the event, no delivery, and the change's rows as they are.
+  const bare = await createOrgWithMember(app)
+  const bareRows = await app.db.transaction().execute(trx => changeWithEvent(trx,
+    trx.updateTable('organizations').set({ name: 'Bare' }).where('id', '=', bare.org.id).returning(['id', 'name']), { ...event('Bare'), orgId: bare.org.id, target: { type: 'org', id: bare.org.id } }))
+  t.same(bareRows, [{ id: bare.org.id, name: 'Bare' }], 'only the change\'s columns')
+  const bareEvents = await app.db.selectFrom('audit_events').select('id').where('org_id', '=', bare.org.id).where('type', '=', 'org.updated').execute()
+  t.equal(bareEvents.length, 1, 'its event is recorded')
+  t.equal((await app.db.selectFrom('webhook_deliveries').select('id').where('org_id', '=', bare.org.id).execute()).length, 0, 'no delivery')
+
+  // A webhook created earlier in the change's own transaction is a subscriber already.
+  const [, late] = await app.db.transaction().execute(async trx => {
+    await trx.insertInto('webhooks').values({ id: 'wh_01JBBBBBBBBBBBBBBBBBBBBBB2', org_id: bare.org.id, url: 'https://hooks.example.test/in', events: ['org.updated'], description: null, secret_ciphertext: 'unused' }).execute()
+    const changed = await changeWithEvent(trx, trx.updateTable('organizations').set({ name: 'Bare 2' }).where('id', '=', bare.org.id).returning(['id']), { ...event('Bare 2'), orgId: bare.org.id, target: { type: 'org', id: bare.org.id } })
+    return [changed, await trx.selectFrom('webhook_deliveries').select('webhook_id').where('org_id', '=', bare.org.id).execute()]
+  })
+  t.same(late, [{ webhook_id: 'wh_01JBBBBBBBBBBBBBBBBBBBBBB2' }], 'delivered to the webhook of the same transaction')
+
   await t.rejects(changeWithEvent(app.db, app.db.updateTable('organizations').set({ name: 'x' }).where('id', '=', org.id).returning(['id']), event('x')),
     /outside a transaction/, 'refused outside a transaction')
 })
