@@ -9,6 +9,7 @@ import * as apiKeyUsage from './20261130T1400_api_key_usage.ts'
 import * as auditEventsWithoutOrgFkey from './20261130T1500_audit_events_without_org_fkey.ts'
 import * as auditOrgTypeActor from './20261130T1800_audit_org_type_actor.ts'
 import * as auditTargetOrg from './20261130T1810_audit_target_org.ts'
+import * as auditOrgActor from './20261130T2300_audit_org_actor.ts'
 
 // Listed statically so migrations load the same under tsx, tests and any bundler.
 // Names sort by time; append new ones, never edit old ones.
@@ -22,7 +23,8 @@ export const migrations: Record<string, Migration> = {
   '20261130T1400_api_key_usage': apiKeyUsage,
   '20261130T1500_audit_events_without_org_fkey': auditEventsWithoutOrgFkey,
   '20261130T1800_audit_org_type_actor': auditOrgTypeActor,
-  '20261130T1810_audit_target_org': auditTargetOrg
+  '20261130T1810_audit_target_org': auditTargetOrg,
+  '20261130T2300_audit_org_actor': auditOrgActor
 }
 
 export const migrationProvider: MigrationProvider = {
