@@ -183,6 +183,34 @@ t.test('two instances share one database and one Redis', { skip: needs('postgres
     t.equal(still.json().data?.valid, true, 'a session not logged out still verifies')
   })
 
+  t.test('org routes on B see a role change, logout, removal and suspension made via A on the next request', async t => {
+    // requireOrgUser reads the org, session and membership in one query and caches none of them.
+    const user = await createMember(a.url, tenant.slug, 'org_admin')
+    const page = async (token: string): Promise<number> => (await call(b, { path: '/api/v1/org/audit-events?limit=1', headers: { authorization: `Bearer ${token}`, 'x-org-slug': tenant.slug } })).status
+    const token = await login(b.url, tenant.slug, user)
+    t.equal(await page(token), 200, 'an org_admin reads the audit log on B')
+    const demote = await call(a, { method: 'PATCH', path: `/api/v1/org/members/${user.id}`, headers: asAdmin(), body: { role: 'member' } })
+    t.equal(demote.status, 200)
+    t.equal(await page(token), 403, 'demoted via A: refused on B at once')
+    const promote = await call(a, { method: 'PATCH', path: `/api/v1/org/members/${user.id}`, headers: asAdmin(), body: { role: 'org_admin' } })
+    t.equal(promote.status, 200)
+    t.equal(await page(token), 200, 'promoted again via A: admitted on B at once')
+    const loggedOut = await call(a, { method: 'POST', path: '/api/v1/auth/logout', headers: { authorization: `Bearer ${token}`, 'x-org-slug': tenant.slug } })
+    t.equal(loggedOut.status, 200)
+    t.equal(await page(token), 401, 'logged out via A: refused on B at once')
+    const again = await login(b.url, tenant.slug, user)
+    t.equal(await page(again), 200)
+    const removed = await call(a, { method: 'DELETE', path: `/api/v1/org/members/${user.id}`, headers: asAdmin() })
+    t.equal(removed.status, 200)
+    t.equal(await page(again), 401, 'removed via A: refused on B at once')
+    const suspended = await call(a, { method: 'PATCH', path: `/api/v1/admin/orgs/${tenant.slug}`, headers: adminHeaders, body: { status: 'suspended' } })
+    t.equal(suspended.status, 200)
+    t.equal(await page(tenant.accessToken), 403, 'org suspended via A: refused on B at once')
+    const resumed = await call(a, { method: 'PATCH', path: `/api/v1/admin/orgs/${tenant.slug}`, headers: adminHeaders, body: { status: 'active' } })
+    t.equal(resumed.status, 200)
+    t.equal(await page(tenant.accessToken), 200, 'active again via A: admitted on B at once')
+  })
+
   t.test('no 5xx, no crash', async t => {
     const serverErrors = [...statuses].filter(([status]) => status >= 500)
     t.same(serverErrors, [], 'no response of this file was a 5xx', { statuses: Object.fromEntries(statuses) })
