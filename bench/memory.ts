@@ -2,7 +2,8 @@
 // throughput rounds: build, first start on an empty database, idle, load, restart. Prints the
 // memory table and the req/s of each load run; appends nothing to bench/RESULTS.md.
 import { machineInfo, pinThisProcess } from './lib/machine.ts'
-import { buildServer, measureMemory, renderMemory } from './lib/memory.ts'
+import { buildServer } from './lib/build.ts'
+import { measureMemory, renderMemory } from './lib/memory.ts'
 import { benchSettings, commandLine } from './lib/settings.ts'
 import { benchStores } from './lib/stores.ts'
 

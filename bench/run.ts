@@ -5,7 +5,8 @@ import { gitCommit, machineInfo, pinThisProcess } from './lib/machine.ts'
 import { startServer, type ServerProcess, type ServerStats } from './lib/ipc.ts'
 import { appendReport, renderReport, type RouteSummary } from './lib/report.ts'
 import { benchSettings, commandLine } from './lib/settings.ts'
-import { buildServer, measureMemory, readProcessCpuMs, type MemoryReport } from './lib/memory.ts'
+import { buildServer } from './lib/build.ts'
+import { measureMemory, readProcessCpuMs, type MemoryReport } from './lib/memory.ts'
 import { startApp, type BenchApp } from './lib/setup.ts'
 import { benchStores } from './lib/stores.ts'
 import { allTargets, selectTargets, type Target } from './lib/targets.ts'
@@ -42,24 +43,25 @@ try {
   for (let round = 1; round <= settings.rounds; round++) {
     for (const target of selected) {
       const sample = samples.get(target.key) as Sample
-      const bareCpuBefore = sample.bareCpuMs
-      const bareCpu = readProcessCpuMs(bare.pid)
+      const bareCpuAtStart = readProcessCpuMs(bare.pid)
       const bareResult = await runLoad(bareRequest(target), load)
       await settle()
-      sample.bareCpuMs += readProcessCpuMs(bare.pid) - bareCpu
+      const bareCpuMs = readProcessCpuMs(bare.pid) - bareCpuAtStart
       const before = await app.server.call<ServerStats>('stats')
-      const appCpu = readProcessCpuMs(app.server.pid)
+      const appCpuAtStart = readProcessCpuMs(app.server.pid)
       const appResult = await runLoad(appRequest(target), load)
       await settle()
-      sample.appCpuMs += readProcessCpuMs(app.server.pid) - appCpu
+      const appCpuMs = readProcessCpuMs(app.server.pid) - appCpuAtStart
       const after = await app.server.call<ServerStats>('stats')
+      sample.bareCpuMs += bareCpuMs
+      sample.appCpuMs += appCpuMs
       sample.bare.push(bareResult)
       sample.app.push(appResult)
       sample.queries += after.queries - before.queries
       console.log(`  round ${round}/${settings.rounds} ${target.label}: ${Math.round(appResult.rps)} req/s ` +
         `(bare ${target.request.method} ${Math.round(bareResult.rps)}), p99 ${appResult.p99} ms, ` +
-        `CPU ${cpuPerResponse(readProcessCpuMs(app.server.pid) - appCpu, appResult)} µs/response ` +
-        `(bare ${cpuPerResponse(sample.bareCpuMs - bareCpuBefore, bareResult)}), ` +
+        `CPU ${microsPerResponse(appCpuMs, appResult.sent).toFixed(0)} µs/response ` +
+        `(bare ${microsPerResponse(bareCpuMs, bareResult.sent).toFixed(0)}), ` +
         `${((after.queries - before.queries) / Math.max(1, appResult.sent)).toFixed(2)} queries/req` +
         (appResult.failures + bareResult.failures > 0 ? `, ${appResult.failures + bareResult.failures} FAILED` : ''))
     }
@@ -79,8 +81,8 @@ try {
       bareLabel: `${target.request.method} bare`,
       bareRps: median(sample.bare.map(r => r.rps)),
       bareP99: median(sample.bare.map(r => r.p99)),
-      cpuPerResponse: 1000 * sample.appCpuMs / Math.max(1, sample.app.reduce((sum, r) => sum + r.sent, 0)),
-      bareCpuPerResponse: 1000 * sample.bareCpuMs / Math.max(1, sample.bare.reduce((sum, r) => sum + r.sent, 0)),
+      cpuPerResponse: microsPerResponse(sample.appCpuMs, sample.app.reduce((sum, r) => sum + r.sent, 0)),
+      bareCpuPerResponse: microsPerResponse(sample.bareCpuMs, sample.bare.reduce((sum, r) => sum + r.sent, 0)),
       queriesPerRequest: sample.queries / Math.max(1, sample.app.reduce((sum, r) => sum + r.sent, 0)),
       failures: [...sample.app, ...sample.bare].reduce((sum, r) => sum + r.failures, 0)
     }
@@ -117,8 +119,9 @@ try {
   await memoryStores?.drop()
 }
 
-function cpuPerResponse (cpuMs: number, result: LoadResult): string {
-  return (1000 * cpuMs / Math.max(1, result.sent)).toFixed(0)
+/** A server's CPU milliseconds over the requests sent, in µs per response. */
+function microsPerResponse (cpuMs: number, sent: number): number {
+  return 1000 * cpuMs / Math.max(1, sent)
 }
 
 /** Requests still in flight when autocannon stopped finish (and count their queries) before the next reading. */

@@ -8,11 +8,9 @@ import { fetchClient } from './http-client.ts'
 import { runLoad } from './load.ts'
 import { pinnedCommand } from './machine.ts'
 import { appEnvironment } from './setup.ts'
-import { ROOT, SERVER, buildServer, startCommand } from './build.ts'
+import { ROOT, SERVER, startCommand } from './build.ts'
 import type { BenchStores } from './stores.ts'
 import { allTargets, selectTargets } from './targets.ts'
-
-export { buildServer, startCommand }
 
 // The server's memory as `npm start` runs it (package.json's command, V8 flags included, built first), read from
 // /proc/<pid>/status: idle after a first start on an empty database, idle after a restart on

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { readProcessMemory, renderMemory, startCommand, type MemoryReport } from '../../bench/lib/memory.ts'
+import { startCommand } from '../../bench/lib/build.ts'
+import { readProcessMemory, renderMemory, type MemoryReport } from '../../bench/lib/memory.ts'
 
 const MB = 1_000_000
 const report = (firstStart: number, restart: number, peakUnderLoad: number): MemoryReport => ({
