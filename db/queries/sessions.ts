@@ -33,60 +33,59 @@ export interface SessionPrincipal {
   membership: Static<typeof Membership>
 }
 
-/** The user and membership behind a live session of that user in that org, in one query. */
-export async function findLiveSessionPrincipal (db: Kysely<Database>, ids: { sessionId: string, userId: string, orgId: string }): Promise<SessionPrincipal | null> {
-  const row = await db.selectFrom('sessions as s')
+/** Which session a request presents: its id, and the user and org its token names. */
+export interface PresentedSession { sessionId: string, userId: string, orgId: string }
+
+/**
+ * The one definition of a live session, shared by every query that authenticates with one: that
+ * session, of that user in that org, not revoked and not expired, with the user and their
+ * membership in the org (a session outlives no membership: the inner joins drop it). One row or none.
+ */
+function livePrincipalRows (db: Kysely<Database>, ids: PresentedSession) {
+  return db.selectFrom('sessions as s')
     .innerJoin('users as u', 'u.id', 's.user_id')
     .innerJoin('memberships as m', join => join.onRef('m.org_id', '=', 's.org_id').onRef('m.user_id', '=', 's.user_id'))
-    .select(['u.id', 'u.name', 'u.email', 'u.role', 'u.is_email_verified', 'm.role as membership_role', 'm.status as membership_status', 'm.joined_at'])
+    .select(['s.org_id as session_org_id', 'u.id as user_id', 'u.name as user_name', 'u.email as user_email', 'u.role as user_role', 'u.is_email_verified',
+      'm.role as membership_role', 'm.status as membership_status', 'm.joined_at'])
     .where('s.id', '=', ids.sessionId)
     .where('s.user_id', '=', ids.userId)
     .where('s.org_id', '=', ids.orgId)
     .where('s.revoked_at', 'is', null)
     .where('s.expires_at', '>', new Date())
-    .executeTakeFirst()
-  if (row === undefined) return null
+}
+
+type PrincipalRow = Awaited<ReturnType<ReturnType<typeof livePrincipalRows>['executeTakeFirstOrThrow']>>
+
+function toPrincipal (row: PrincipalRow): SessionPrincipal {
   return {
-    user: { id: row.id, name: row.name, email: row.email, role: row.role, isEmailVerified: row.is_email_verified },
+    user: { id: row.user_id, name: row.user_name, email: row.user_email, role: row.user_role, isEmailVerified: row.is_email_verified },
     membership: { role: row.membership_role, status: row.membership_status, joinedAt: row.joined_at.toISOString() }
   }
 }
 
+/** The user and membership behind a live session of that user in that org, in one query. */
+export async function findLiveSessionPrincipal (db: Kysely<Database>, ids: PresentedSession): Promise<SessionPrincipal | null> {
+  const row = await livePrincipalRows(db, ids).executeTakeFirst()
+  return row === undefined ? null : toPrincipal(row)
+}
+
 /**
- * The org of that slug and, when `session` is given, the user and membership behind that live
- * session of theirs in it (null when there is none): what requireOrg and requireUser read, in one
- * round trip and one prepared statement instead of two queries. Null when no org has the slug.
- * The org's columns are named, not `o.*`: a column added by a migration must not change what the
- * prepared statement answers.
+ * The org of that slug and the user and membership behind that live session of theirs in it (null
+ * when there is none, or when the session is of another org): what requireOrg and requireUser
+ * read, in one round trip and one prepared statement instead of two queries. Null when no org has
+ * the slug. The org's columns are named, not `o.*`: a column added by a migration must not change
+ * what the prepared statement answers.
  */
-export async function findOrgWithSessionPrincipal (db: Kysely<Database>, slug: string, session: { sessionId: string, userId: string, orgId: string }): Promise<{ org: Org, principal: SessionPrincipal | null } | null> {
+export async function findOrgWithSessionPrincipal (db: Kysely<Database>, slug: string, session: PresentedSession): Promise<{ org: Org, principal: SessionPrincipal | null } | null> {
   const query = db.selectFrom('organizations as o')
-    .leftJoinLateral(eb => eb.selectFrom('sessions as s')
-      .innerJoin('users as u', 'u.id', 's.user_id')
-      .innerJoin('memberships as m', join => join.onRef('m.org_id', '=', 's.org_id').onRef('m.user_id', '=', 's.user_id'))
-      .select(['u.id as user_id', 'u.name as user_name', 'u.email as user_email', 'u.role as user_role', 'u.is_email_verified', 'm.role as membership_role', 'm.status as membership_status', 'm.joined_at'])
-      .whereRef('s.org_id', '=', 'o.id')
-      .where('s.id', '=', session.sessionId)
-      .where('s.user_id', '=', session.userId)
-      .where('s.org_id', '=', session.orgId)
-      .where('s.revoked_at', 'is', null)
-      .where('s.expires_at', '>', new Date())
-      .as('p'), join => join.onTrue())
+    .leftJoin(livePrincipalRows(db, session).as('p'), 'p.session_org_id', 'o.id')
     .select(['o.id', 'o.slug', 'o.name', 'o.plan', 'o.status', 'o.app_url', 'o.created_at', 'o.updated_at', 'o.rate_limit_max', 'o.rate_limit_window_seconds'])
-    .select(['p.user_id', 'p.user_name', 'p.user_email', 'p.user_role', 'p.is_email_verified', 'p.membership_role', 'p.membership_status', 'p.joined_at'])
+    .select(['p.session_org_id', 'p.user_id', 'p.user_name', 'p.user_email', 'p.user_role', 'p.is_email_verified', 'p.membership_role', 'p.membership_status', 'p.joined_at'])
     .where('o.slug', '=', slug)
   const row = (await db.executeQuery(preparing(query.compile()))).rows[0]
   if (row === undefined) return null
-  const org = toOrg(row)
-  if (row.user_id === null || row.user_name === null || row.user_email === null || row.user_role === null || row.is_email_verified === null ||
-    row.membership_role === null || row.membership_status === null || row.joined_at === null) return { org, principal: null }
-  return {
-    org,
-    principal: {
-      user: { id: row.user_id, name: row.user_name, email: row.user_email, role: row.user_role, isEmailVerified: row.is_email_verified },
-      membership: { role: row.membership_role, status: row.membership_status, joinedAt: row.joined_at.toISOString() }
-    }
-  }
+  // A left join of one row: the principal's columns are all null (no live session in this org) or none is.
+  return { org: toOrg(row), principal: row.session_org_id === null ? null : toPrincipal(row as PrincipalRow) }
 }
 
 /** Ends one session; a no-op when it is already revoked. */
