@@ -1,7 +1,7 @@
 // npm run bench:floor: the contract's floor (lib/contract-floor.ts) against bare Fastify, measured as
 // npm run bench measures the app: what GET /public/org and POST /public/verify would cost if they did
 // only what the contract requires. Prints a section for bench/RESULTS.md; appends nothing.
-import { median, runLoad, type LoadRequest } from './lib/load.ts'
+import { median, microsPerResponse, runLoad, settle, type LoadRequest } from './lib/load.ts'
 import { gitCommit, machineInfo, pinThisProcess } from './lib/machine.ts'
 import { startServer, type ServerProcess } from './lib/ipc.ts'
 import { readProcessCpuMs } from './lib/memory.ts'
@@ -39,7 +39,7 @@ try {
       const measure = async (request: LoadRequest): Promise<{ rps: number, cpuMs: number, sent: number }> => {
         const before = readProcessCpuMs((server as ServerProcess).pid)
         const result = await runLoad(request, load)
-        await new Promise(resolve => setTimeout(resolve, 250))
+        await settle()
         if (result.failures > 0) throw new Error(`${request.method} ${request.url}: ${result.failures} failed`)
         return { rps: result.rps, cpuMs: readProcessCpuMs((server as ServerProcess).pid) - before, sent: result.sent }
       }
@@ -52,8 +52,8 @@ try {
       cpu.bareSent += bare.sent
       console.log(`  round ${round}/${settings.rounds} ${pair.label}: floor ${Math.round(floor.rps)} req/s, bare ${Math.round(bare.rps)}: ${(floor.rps / bare.rps).toFixed(2)}×`)
     }
-    const floorMicros = 1000 * cpu.floor / cpu.floorSent
-    const bareMicros = 1000 * cpu.bare / cpu.bareSent
+    const floorMicros = microsPerResponse(cpu.floor, cpu.floorSent)
+    const bareMicros = microsPerResponse(cpu.bare, cpu.bareSent)
     rows.push(`| ${pair.label} | ${median(ratios).toFixed(2)}× | ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}× | ${floorMicros.toFixed(0)} (${bareMicros.toFixed(0)}) | ${(bareMicros / floorMicros).toFixed(2)}× |`)
   }
   console.log(`\n## The contract's floor: ${settings.rounds} × ${settings.seconds} s, ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}\n`)

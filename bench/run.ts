@@ -1,6 +1,6 @@
 // npm run bench: the real app against bare Fastify, interleaved, one section of bench/RESULTS.md per run.
 import { fileURLToPath } from 'node:url'
-import { median, runLoad, type LoadRequest, type LoadResult } from './lib/load.ts'
+import { median, microsPerResponse, runLoad, settle, type LoadRequest, type LoadResult } from './lib/load.ts'
 import { gitCommit, machineInfo, pinThisProcess } from './lib/machine.ts'
 import { startServer, type ServerProcess, type ServerStats } from './lib/ipc.ts'
 import { appendReport, renderReport, type RouteSummary } from './lib/report.ts'
@@ -117,14 +117,4 @@ try {
   await Promise.allSettled([bare?.stop(), app?.server.stop()])
   await stores.drop()
   await memoryStores?.drop()
-}
-
-/** A server's CPU milliseconds over the requests sent, in µs per response. */
-function microsPerResponse (cpuMs: number, sent: number): number {
-  return 1000 * cpuMs / Math.max(1, sent)
-}
-
-/** Requests still in flight when autocannon stopped finish (and count their queries) before the next reading. */
-async function settle (): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, 250))
 }

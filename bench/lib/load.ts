@@ -44,3 +44,13 @@ export function median (values: number[]): number {
   const middle = Math.floor(sorted.length / 2)
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
+
+/** A server's CPU milliseconds over the requests sent, in µs per response. */
+export function microsPerResponse (cpuMs: number, sent: number): number {
+  return 1000 * cpuMs / Math.max(1, sent)
+}
+
+/** Requests still in flight when autocannon stopped finish (and count their queries) before the next reading. */
+export async function settle (): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, 250))
+}
