@@ -73,18 +73,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     bodyLimit: config.bodyLimit,
     // A hop count is valid at run time (proxy-addr) though Fastify's types omit it.
     trustProxy: config.trustProxy as boolean | string,
-    // Bound slow clients: the headers, then the whole request, must arrive in time (408 and
-    // close otherwise), and idle sockets close. Node checks the first two every
-    // connectionsCheckingInterval (30 s by default, which would let a slowloris client hold a
-    // socket for headersTimeout + 30 s): check four times per headers timeout instead.
-    requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: config.connectionTimeoutMs,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
-    http: {
-      requestTimeout: config.requestTimeoutMs,
-      headersTimeout: config.headersTimeoutMs,
-      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(config.headersTimeoutMs / 4)))
-    },
+    ...socketTimeouts(config),
     return503OnClosing: true,
     // A first embedded start makes the database (initdb, in a child process) and migrates it
     // inside the db plugin: seconds on a quiet machine, minutes on a slow or crowded one, where
@@ -147,6 +136,32 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(metricsRoute, { config })
   await app.register(apiV1, { prefix: '/api/v1', config, webhookNetwork: options.webhookNetwork })
   return app
+}
+
+interface SocketTimeouts {
+  requestTimeout: number
+  connectionTimeout: number
+  keepAliveTimeout: number
+  http: { requestTimeout: number, headersTimeout: number, connectionsCheckingInterval: number }
+}
+
+/**
+ * Bound slow clients: the headers, then the whole request, must arrive in time (408 and close
+ * otherwise), and idle sockets close. Node checks the first two every connectionsCheckingInterval
+ * (30 s by default, which would let a slowloris client hold a socket for headersTimeout + 30 s):
+ * check four times per headers timeout instead. (Exported for bench:floor, which pays what they cost.)
+ */
+export function socketTimeouts (config: Pick<Config, 'requestTimeoutMs' | 'headersTimeoutMs' | 'connectionTimeoutMs' | 'keepAliveTimeoutMs'>): SocketTimeouts {
+  return {
+    requestTimeout: config.requestTimeoutMs,
+    connectionTimeout: config.connectionTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(config.headersTimeoutMs / 4)))
+    }
+  }
 }
 
 // Behind a proxy (TRUST_PROXY) the id it gave the request (X-Request-Id) follows the request

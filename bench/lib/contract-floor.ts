@@ -2,6 +2,8 @@ import { hash, randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
+import { socketTimeouts } from '../../src/app.ts'
+import { loadConfig } from '../../src/config.ts'
 
 // The contract's floor: what every answer of GET /public/org and POST /public/verify must do by the
 // contract, done as plainly as Fastify allows. Every other route of this process is bare-server.ts's.
@@ -109,14 +111,7 @@ export async function addContractFloor (app: FastifyInstance): Promise<void> {
   }, { prefix: '/api/v1/public' })
 }
 
-/** Fastify as the app configures it where that costs per request: timeouts and UUID request ids. */
+/** Fastify as the app configures it where that costs per request: its socket timeouts (the defaults) and UUID request ids. */
 export function floorFastify (logLevel: string): FastifyInstance {
-  return Fastify({
-    logger: { level: logLevel },
-    genReqId: () => randomUUID(),
-    requestTimeout: 30_000,
-    connectionTimeout: 60_000,
-    keepAliveTimeout: 72_000,
-    http: { requestTimeout: 30_000, headersTimeout: 30_000, connectionsCheckingInterval: 7500 }
-  })
+  return Fastify({ logger: { level: logLevel }, genReqId: () => randomUUID(), ...socketTimeouts(loadConfig({}).config) })
 }
